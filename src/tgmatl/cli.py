@@ -23,7 +23,10 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def run(main: Callable[[argparse.Namespace, dict[str, Any]], None], args: argparse.Namespace) -> None:
+StageMain = Callable[[argparse.Namespace, dict[str, Any]], None]
+
+
+def run(main: StageMain, args: argparse.Namespace) -> None:
     """Load params, call ``main(args, params)``; turn known errors into a one-line exit 2."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

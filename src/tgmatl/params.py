@@ -154,7 +154,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
         if len(args) != len(value):
             raise ParamsError(f"{key}: expected {len(args)} items, got {len(value)}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+        pairs = enumerate(zip(args, value, strict=True))
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (a, v) in pairs)
     if origin in (dict, Mapping):
         kt, vt = get_args(tp)
         if not isinstance(value, Mapping):

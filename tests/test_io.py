@@ -1,0 +1,52 @@
+"""Atomic writers: a failure half-way leaves neither a partial file nor a partial folder."""
+
+import json
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from tgmatl.io import atomic_dir, atomic_path, write_json, write_parquet
+
+
+def test_atomic_path_failure_leaves_old_content_and_no_temp(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_atomic_dir_swaps_in_complete_content(tmp_path):
+    out = tmp_path / "tiles"
+    with atomic_dir(out) as tmp:
+        (tmp / "a.txt").write_text("1")
+    with pytest.raises(RuntimeError), atomic_dir(out) as tmp:
+        (tmp / "b.txt").write_text("2")
+        raise RuntimeError("interrupted")
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiles"]
+    with atomic_dir(out) as tmp:
+        (tmp / "c.txt").write_text("3")
+    assert sorted(p.name for p in out.iterdir()) == ["c.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiles"]
+
+
+def test_write_json_is_stable_and_rejects_nan(tmp_path):
+    path = tmp_path / "m.json"
+    write_json(path, {"b": 1, "a": {"d": 2.5, "c": 1}})
+    first = path.read_bytes()
+    write_json(path, {"a": {"c": 1, "d": 2.5}, "b": 1})
+    assert path.read_bytes() == first
+    assert json.loads(first) == {"a": {"c": 1, "d": 2.5}, "b": 1}
+    with pytest.raises(ValueError):
+        write_json(path, {"x": float("nan")})
+    assert path.read_bytes() == first
+
+
+def test_write_parquet_from_dataframe(tmp_path):
+    path = tmp_path / "t.parquet"
+    write_parquet(path, pd.DataFrame({"sample_id": ["s1", "s2"], "v": [1.0, 2.0]}))
+    assert pq.read_table(path).column("sample_id").to_pylist() == ["s1", "s2"]

@@ -34,12 +34,33 @@ class DemoParams:
     touching_fraction: float = spec(ge=0.0, le=1.0)
     occlusion_fraction: float = spec(ge=0.0, le=1.0)
     jpeg_quality: int = spec(ge=50, le=100)
+    image_format: Literal["jpg", "png"] = spec(help="scenes not written as GeoTIFF")
+    gsd_m: float = spec(gt=0.0, le=1.0, help="ground sample distance, metres per pixel")
 
     def validate(self, key: str) -> None:
         if len(self.class_weights) != len(self.classes):
             raise ParamsError(
                 f"{key}.class_weights: {len(self.class_weights)} weights for "
                 f"{len(self.classes)} classes in {key}.classes"
+            )
+        # class names become folder names (case-insensitive file systems included)
+        folded = [c.strip().lower() for c in self.classes]
+        for c in self.classes:
+            if not c.strip() or c != c.strip() or c.startswith(".") or any(
+                ch in c for ch in '/\\:*?"<>|'
+            ):
+                raise ParamsError(f"{key}.classes: {c!r} is not usable as a folder name")
+        if len(set(folded)) != len(folded):
+            raise ParamsError(f"{key}.classes: duplicate class name in {list(self.classes)}")
+        if self.n_targets < self.n_scenes:
+            raise ParamsError(
+                f"{key}.n_targets: {self.n_targets} targets for {self.n_scenes} scenes; "
+                f"every scene holds at least one animal"
+            )
+        if self.thermal == "band" and self.image_format == "jpg" and self.geotiff_fraction < 1:
+            raise ParamsError(
+                f"{key}.thermal: 'band' adds a 4th band, which JPEG cannot hold; set "
+                f"{key}.image_format: png or {key}.geotiff_fraction: 1"
             )
 
 
@@ -67,7 +88,7 @@ class IsolateParams:
 # --- embeddings -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RandomArchParams:
-    """Architecture of a seeded random-init backbone (``weights: random``)."""
+    """Architecture of a seeded random-init backbone (``weights: random``; ignored otherwise)."""
 
     patch_size: int = spec(ge=1)
     hidden_dim: int = spec(ge=1)
@@ -78,12 +99,48 @@ class RandomArchParams:
 
 @dataclass(frozen=True)
 class BackboneParams:
+    """One frozen encoder (``backbones.<name>``); see ``tgmatl.backbones``."""
+
     family: Literal["dinov2", "mae", "clip"] = spec()
-    weights: str = spec(help="'random', a keras-hub preset name, or a local folder")
-    image_size: int = spec(ge=8)
-    pooling: Literal["cls", "cls_mean"] = spec()
-    projected: bool = spec()
+    weights: str = spec(
+        help="'random', a keras-hub preset name or kaggle:// / hf:// handle, a keras-hub preset "
+        "folder, or a Hugging Face checkpoint folder"
+    )
+    image_size: int = spec(ge=8)  # the encoder's input size (pixels, square)
+    pooling: Literal["cls", "cls_mean"] = spec()  # cls_mean: CLS concatenated with patch mean
+    projected: bool = spec()  # clip only: CLS through CLIP's image projection
     random: RandomArchParams = spec()
+
+    def validate(self, key: str) -> None:
+        if not self.weights.strip():
+            raise ParamsError(f"{key}.weights: empty; use 'random', a preset name or a folder")
+        if self.projected and self.family != "clip":
+            raise ParamsError(
+                f"{key}.projected: true is only defined for family clip (CLIP's image "
+                f"projection); set it to false for family {self.family}"
+            )
+        if self.projected and self.pooling != "cls":
+            raise ParamsError(
+                f"{key}.pooling: CLIP's projection applies to the CLS token only; use "
+                f"pooling: cls with projected: true, or projected: false"
+            )
+        if self.weights == "random":
+            arch = self.random
+            if self.image_size % arch.patch_size:
+                raise ParamsError(
+                    f"{key}.image_size: {self.image_size} is not a multiple of "
+                    f"{key}.random.patch_size {arch.patch_size}"
+                )
+            if arch.hidden_dim % arch.num_heads:
+                raise ParamsError(
+                    f"{key}.random.hidden_dim: {arch.hidden_dim} is not divisible by "
+                    f"{key}.random.num_heads {arch.num_heads}"
+                )
+            if self.family == "mae" and arch.hidden_dim % 4:
+                raise ParamsError(
+                    f"{key}.random.hidden_dim: MAE's sin-cos positions need a multiple of 4, "
+                    f"got {arch.hidden_dim}"
+                )
 
 
 @dataclass(frozen=True)
@@ -135,6 +192,15 @@ class MIParams:
 
 @dataclass(frozen=True)
 class SamplingParams:
+    """Task-guided selection (METHOD.md Eqs. 6-13, :mod:`tgmatl.selection`).
+
+    ``top_pct`` in (0, 1], ``random_pct`` in [0, 1]. ``top_pct + random_pct > 1`` is allowed: the
+    random part is capped by what is left of each class (``n_rand <= |R_c|``), so every sample of
+    the class is selected. ``random``: ``random`` draws (Eq. 11) | ``next`` ranks by score
+    (authors' code); ``scope``: one mask per fold (``dataset``) | per mini-batch (``batch``,
+    authors' code, applied by the training code); ``negatives``: ``all`` | ``selected``.
+    """
+
     top_pct: float = spec(gt=0.0, le=1.0)
     random_pct: float = spec(ge=0.0, le=1.0)
     random: Literal["random", "next"] = spec()

@@ -1,0 +1,55 @@
+"""Training: the projection head and task heads of every setup, fold by fold.
+
+- :mod:`~tgmatl.training.schedule`: seeds, class-balanced / shuffled batch plans.
+- :mod:`~tgmatl.training.loop`: :class:`CompiledFit`, a whole training run in one graph call.
+- :mod:`~tgmatl.training.inputs`: reading and cross-checking one backbone's parquet inputs.
+- :mod:`~tgmatl.training.folds`: one setup on every fold, results and outputs
+  (:func:`run_train_stage`, the ``train`` / ``train_tg`` stages).
+"""
+
+from tgmatl.training.folds import (
+    TRAINED_SETUPS,
+    FoldRun,
+    SetupTrainer,
+    fold_roles,
+    log_curves,
+    run_train_stage,
+    summarise,
+    test_embeddings_table,
+    train_setup,
+)
+from tgmatl.training.inputs import FoldTable, SetupInputs, load_inputs
+from tgmatl.training.loop import CompiledFit, FitResult
+from tgmatl.training.schedule import (
+    VAL_CHUNK,
+    class_balanced_batches,
+    fold_rng,
+    set_determinism,
+    shuffled_batches,
+    stratified_order,
+    val_bounds,
+)
+
+__all__ = [
+    "TRAINED_SETUPS",
+    "VAL_CHUNK",
+    "CompiledFit",
+    "FitResult",
+    "FoldRun",
+    "FoldTable",
+    "SetupInputs",
+    "SetupTrainer",
+    "class_balanced_batches",
+    "fold_roles",
+    "fold_rng",
+    "load_inputs",
+    "log_curves",
+    "run_train_stage",
+    "set_determinism",
+    "shuffled_batches",
+    "stratified_order",
+    "summarise",
+    "test_embeddings_table",
+    "train_setup",
+    "val_bounds",
+]

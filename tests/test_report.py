@@ -1,0 +1,174 @@
+"""The report stage on fake results: Table II JSON and markdown, Table I, the PNG plots."""
+
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tgmatl.config import SETUPS
+from tgmatl.errors import InputError
+from tgmatl.report import PLOT_FILES, TABLE_METRICS, pca_2d, read_results, run_report, table2
+
+BACKBONES = ["dinov2", "clip"]
+CLASSES = ["cow", "deer", "horse"]
+
+
+def fake_results(backbone: str, setup: str, n_folds: int = 3) -> dict:
+    rng = np.random.default_rng(zlib.crc32(f"{backbone}/{setup}".encode()))
+    folds = []
+    for f in range(n_folds):
+        test = {m: float(rng.uniform(0.5, 0.9)) for m in TABLE_METRICS}
+        test["accuracy"] = 0.8 + 0.01 * f + (0.1 if setup == "cltl_hard" else 0.0)
+        epochs = 5 + f
+        proj = None if setup == "wtl" else {
+            "epochs": epochs, "best_epoch": 3, "best_val_loss": 0.1,
+            "train_loss": list(np.linspace(0.3, 0.1, epochs)),
+            "val_loss": list(np.linspace(0.2, 0.12, epochs))}
+        folds.append({"fold": f, "projection": proj, "test": test})
+    summary = {}
+    for m in TABLE_METRICS:
+        vals = np.array([fd["test"][m] for fd in folds])
+        summary[f"{m}_mean"] = float(vals.mean())
+        summary[f"{m}_std"] = float(vals.std(ddof=1))
+    return {"backbone": backbone, "setup": setup, "classes": CLASSES,
+            "features": ["area", "squareness"], "n_folds": n_folds, "n_test": 30,
+            "folds": folds, "summary": summary}
+
+
+def write_fake_report_inputs(root: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(0)
+    for b in BACKBONES:
+        for s in SETUPS:
+            path = root / "results" / b / f"{s}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(fake_results(b, s)))
+            emb = rng.normal(size=(30, 4)).astype("float32")
+            pq.write_table(pa.table({
+                "sample_id": [f"s{i:03d}" for i in range(30)],
+                "fold": pa.array(np.zeros(30, np.int32)),
+                "class_id": pa.array(np.arange(30, dtype=np.int32) % 3),
+                "box_label": pa.array(rng.integers(0, 3, 30).astype(np.int32)),
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), 4)}),
+                root / "results" / b / f"{s}.test_embeddings.parquet")
+    scores = pd.DataFrame({"fold": np.repeat([0, 1], 20).astype(np.int32),
+                           "sample_id": [f"s{i:03d}" for i in range(20)] * 2,
+                           "role": ["train"] * 30 + ["val"] * 10,
+                           "class_id": np.tile(np.arange(20) % 3, 2),
+                           "score": rng.uniform(size=40)})
+    scores.to_parquet(root / "scores.parquet")
+    mi = {"mi": {"area": 0.21, "squareness": 0.05},
+          "score": {c: {"count": 10, "mean": 0.2, "std": 0.1, "min": 0.0, "max": 0.5}
+                    for c in CLASSES}}
+    (root / "mi.json").write_text(json.dumps(mi))
+    return {"results": root / "results", "scores": root / "scores.parquet",
+            "mi": root / "mi.json"}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    paths = write_fake_report_inputs(root)
+    t2 = run_report(results_dir=paths["results"], scores=paths["scores"], mi=paths["mi"],
+                    metrics_out=root / "metrics/table2.json", plots_dir=root / "plots",
+                    report_out=root / "report.md", backbones=BACKBONES)
+    return root, paths, t2
+
+
+def test_table2_json_has_shallow_mean_std_keys(report):
+    root, _, t2 = report
+    data = json.loads((root / "metrics/table2.json").read_text())
+    assert data == t2
+    assert set(data) == set(BACKBONES) and set(data["dinov2"]) == set(SETUPS)
+    row = data["dinov2"]["tg_matl"]
+    assert set(row) == {f"{m}_{s}" for m in TABLE_METRICS for s in ("mean", "std")}
+    expected = fake_results("dinov2", "tg_matl")["summary"]["accuracy_mean"]
+    assert row["accuracy_mean"] == pytest.approx(expected)
+
+
+def test_report_markdown_layout(report):
+    root, _, t2 = report
+    md = (root / "report.md").read_text()
+    lines = md.splitlines()
+    header = next(line for line in lines if line.startswith("| Setup | dinov2 accuracy"))
+    assert header == "| Setup | dinov2 accuracy | dinov2 R² | clip accuracy | clip R² |"
+    hard = next(line for line in lines if line.startswith("| CLTL (Hard) |"))
+    acc = t2["dinov2"]["cltl_hard"]
+    assert f"**{acc['accuracy_mean']:.3f} ± {acc['accuracy_std']:.3f}**" in hard  # best: bold
+    assert "| cow | 10 | 0.200 | 0.100 | 0.000 | 0.500 |" in md  # Table I
+    for p in PLOT_FILES:
+        assert f"(plots/{p})" in md
+
+
+def test_plots_are_png_files(report):
+    root, _, _ = report
+    for p in PLOT_FILES:
+        data = (root / "plots" / p).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_missing_results_are_named(report, tmp_path):
+    _, paths, _ = report
+    with pytest.raises(InputError, match=r"mae/wtl\.json: results missing"):
+        read_results(paths["results"], ["mae"])
+    bad = tmp_path / "results/dinov2"
+    bad.mkdir(parents=True)
+    (bad / "wtl.json").write_text("{}")
+    with pytest.raises(InputError, match="not a results file"):
+        read_results(tmp_path / "results", ["dinov2"], setups=["wtl"])
+    with pytest.raises(InputError, match="summary has no"):
+        table2({("x", "wtl"): {"summary": {}, "folds": []}})
+
+
+def test_pca_2d_is_deterministic_and_centred():
+    x = np.random.default_rng(0).normal(size=(20, 5)) * [5, 1, 1, 1, 1]
+    a, b = pca_2d(x), pca_2d(x.copy())
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a.mean(axis=0), 0, atol=1e-9)
+    assert a[:, 0].var() >= a[:, 1].var()
+    assert pca_2d(np.ones((3, 1))).shape == (3, 2)
+
+
+def _exp_state(rev, top, rand, acc, name=None):
+    return {"rev": rev, "name": name, "error": None, "experiments": None, "data": {
+        "rev": rev,
+        "params": {"params.yaml": {"data": {"sampling": {"top_pct": top, "random_pct": rand}}}},
+        "metrics": {"metrics/table2.json": {"data": {"clip": {"tg_matl": {
+            "accuracy_mean": acc, "accuracy_std": 0.01, "r2_mean": acc / 2, "r2_std": 0.02}}}}}}}
+
+
+def test_sweep_table_from_exp_show_json(repo_root, tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sweep_table",
+                                                  repo_root / "scripts/sweep_table.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    rows = [
+        {**_exp_state("workspace", 0.9, 0.9, 0.0)},  # ignored: may be stale
+        {**_exp_state("abc123", 0.1, 0.1, 0.70), "experiments": [
+            {"name": "exp-a", "executor": None, "revs": [_exp_state("r1", 0.2, 0.1, 0.75)]},
+            {"name": "exp-b", "executor": None, "revs": [_exp_state("r2", 0.1, 0.2, 0.80)]},
+            {"name": "exp-q", "executor": {"state": "queued"},
+             "revs": [_exp_state("r3", 0.3, 0.3, 0.99)]},
+            {"name": "exp-f", "executor": {"state": "failed"},
+             "revs": [_exp_state("r4", 0.3, 0.1, 0.99)]}]},
+    ]
+    grid, skipped = sweep.collect(rows, "clip")
+    assert set(grid) == {(0.1, 0.1), (0.2, 0.1), (0.1, 0.2)}
+    assert skipped["queued or running"] == 1 and skipped["failed"] == 1
+    md = sweep.markdown(grid, ["accuracy", "r2"], "clip")
+    assert "| top \\ random | 0.1 | 0.2 |" in md
+    assert "| 0.1 | 0.700 ± 0.010 | 0.800 ± 0.010 |" in md
+    assert "| 0.2 | 0.750 ± 0.010 | – |" in md
+    (tmp_path / "exp.json").write_text(json.dumps(rows))
+    assert sweep.main([str(tmp_path / "exp.json"), "--out", str(tmp_path / "s.md"),
+                       "--plot", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+    conflict = rows + [{**_exp_state("def456", 0.1, 0.1, 0.5)}]
+    with pytest.raises(SystemExit, match="report different metrics"):
+        sweep.collect(conflict, "clip")

@@ -5,10 +5,10 @@ import pandas as pd
 from tgmatl import cli
 from tgmatl.config import GeometryParams, MIParams
 from tgmatl.errors import InputError
-from tgmatl.geometry import read_samples
 from tgmatl.io import write_json
 from tgmatl.mi import score_folds, table_one, write_scores
 from tgmatl.params import read_section, read_seed
+from tgmatl.samples import read_samples
 
 
 def main(args, params):

@@ -2,9 +2,9 @@
 
 from tgmatl import cli
 from tgmatl.config import SplitParams
-from tgmatl.geometry import read_samples
 from tgmatl.io import write_parquet
 from tgmatl.params import read_section, read_seed
+from tgmatl.samples import read_samples
 from tgmatl.splitting import make_split
 
 

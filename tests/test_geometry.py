@@ -13,7 +13,6 @@ from tgmatl.geometry import (
     MinMax,
     box_features,
     fit_geometry,
-    read_samples,
 )
 
 
@@ -117,57 +116,6 @@ def test_fit_geometry_uses_training_boxes_only():
     # area 20 and squareness 0.8 lie above the training max: clipped to 1
     np.testing.assert_allclose(xn, [[1.0, 1.0], [0.0, 0.0]])
     assert fitted.labels(other).tolist() == [1, 0]
-
-
-def _write(tmp_path, df):
-    path = tmp_path / "samples.parquet"
-    df.to_parquet(path)
-    return path
-
-
-def _samples(n=4):
-    return pd.DataFrame(
-        {
-            "sample_id": [f"s{i:05d}" for i in range(n)],
-            "class_id": np.arange(n) % 2,
-            "class_name": np.where(np.arange(n) % 2, "deer", "cow"),
-            "xmin": 0.0,
-            "xmax": 10.0,
-            "ymin": 0.0,
-            "ymax": 5.0,
-        }
-    )
-
-
-def test_read_samples_ok(tmp_path):
-    df = read_samples(_write(tmp_path, _samples()))
-    assert list(df.columns) == [
-        "sample_id",
-        "class_id",
-        "class_name",
-        "xmin",
-        "xmax",
-        "ymin",
-        "ymax",
-    ]
-
-
-@pytest.mark.parametrize(
-    "edit, match",
-    [
-        (lambda d: d.drop(columns="ymax"), "missing column"),
-        (lambda d: d.assign(sample_id=["a", "a", "b", "c"]), "sample a: duplicate"),
-        (lambda d: d.assign(xmax=[10.0, 0.0, 10.0, 10.0]), "sample s00001: empty or non-finite"),
-        (lambda d: d.assign(ymin=[0.0, 0.0, np.nan, 0.0]), "sample s00002: empty"),
-        (lambda d: d.assign(class_id=[0, -1, 0, 1]), "sample s00001: bad class_id"),
-        (lambda d: d.iloc[:0], "no samples"),
-    ],
-)
-def test_read_samples_errors_name_file_and_sample(tmp_path, edit, match):
-    path = _write(tmp_path, edit(_samples()))
-    with pytest.raises(InputError, match=match) as exc:
-        read_samples(path)
-    assert str(path) in str(exc.value)
 
 
 @pytest.mark.parametrize(

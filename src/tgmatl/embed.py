@@ -39,10 +39,10 @@ import pyarrow.parquet as pq
 from tgmatl.config import BackboneParams, EmbedParams
 from tgmatl.errors import InputError
 from tgmatl.io import atomic_path
+from tgmatl.samples import SAMPLES_FILE, read_samples
 
 log = logging.getLogger(__name__)
 
-SAMPLES_FILE = "samples.parquet"
 REQUIRED_COLUMNS = ("sample_id", "image_path", "thermal_path", "bands")
 _BANDS_FAILURE = re.compile(r"\[BANDS\] \[(.*?)\] \[(.*?)\] \[(\d+)\] \[(\d+)\]")
 
@@ -74,18 +74,7 @@ def read_views(samples_dir: str | Path, bands: str) -> Views:
     """The files each sample contributes under ``embed.bands``; errors name the sample."""
     samples_dir = Path(samples_dir)
     table_path = samples_dir / SAMPLES_FILE
-    if not table_path.is_file():
-        raise InputError(f"{table_path}: samples table not found")
-    table = pq.read_table(table_path)
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
-    if missing:
-        raise InputError(f"{table_path}: missing column(s) {', '.join(missing)}")
-    df = table.select(list(REQUIRED_COLUMNS)).to_pandas()
-    if df.empty:
-        raise InputError(f"{table_path}: no samples")
-    if df["sample_id"].duplicated().any():
-        dup = df.loc[df["sample_id"].duplicated(), "sample_id"].iloc[0]
-        raise InputError(f"{table_path}: sample_id {dup!r} appears more than once")
+    df = read_samples(table_path, REQUIRED_COLUMNS)
 
     rgb, thermal = [], []
     for sid, image, therm, nb in df.itertuples(index=False, name=None):

@@ -10,7 +10,7 @@ from tgmatl.config import SplitParams
 from tgmatl.errors import InputError
 from tgmatl.splitting import LEFTOVER, area_bins, make_split, merge_strata
 
-P = SplitParams(test_size=0.7, folds=8, geometry_bins=3)
+P = SplitParams(test_size=0.7, folds=8, geometry_bins=3, group="none")
 
 
 def samples(counts=(116, 51, 73), seed=0) -> pd.DataFrame:
@@ -80,7 +80,7 @@ def test_one_sample_stratum_does_not_crash():
     df = samples((60, 60))
     df.loc[0, "xmax"] = 1000.0
     df.loc[0, "ymax"] = 1000.0
-    split = make_split(df, SplitParams(test_size=0.7, folds=8, geometry_bins=10), seed=0)
+    split = make_split(df, SplitParams(test_size=0.7, folds=8, geometry_bins=10, group="none"), seed=0)
     check_valid(split, df, 8)
 
 
@@ -92,7 +92,7 @@ def test_too_few_samples_for_the_folds():
 def test_small_class_spread_round_robin_over_folds():
     """A class with fewer non-test samples than folds lands in distinct folds."""
     df = samples((80, 6))
-    split = make_split(df, SplitParams(test_size=0.5, folds=4, geometry_bins=2), seed=3)
+    split = make_split(df, SplitParams(test_size=0.5, folds=4, geometry_bins=2, group="none"), seed=3)
     small = split[(df.class_id == 1) & ~split.test]
     assert 1 <= len(small) < 4 and small.fold.is_unique
 

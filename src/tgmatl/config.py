@@ -167,6 +167,20 @@ class SplitParams:
     test_size: float = spec(gt=0.0, lt=1.0)
     folds: int = spec(ge=2)
     geometry_bins: int = spec(ge=1)
+    # scene: whole scenes go to the test split / one fold (no background shared across roles);
+    # none: samples are split one by one (the paper's protocol)
+    group: Literal["scene", "none"] = spec()
+
+
+@dataclass(frozen=True)
+class EvalParams:
+    """Repeated evaluation (``eval.*``): ``repeats`` redraws of the folds (and, with
+    ``resplit``, of the held-out test split); every setup shares the same (repeat, fold) units.
+    ``alpha``: level of the paired tests and of their (1 - alpha) confidence intervals."""
+
+    repeats: int = spec(ge=1)
+    resplit: bool = spec()
+    alpha: float = spec(gt=0.0, lt=0.5)
 
 
 @dataclass(frozen=True)
@@ -218,10 +232,21 @@ class TrainParams:
     box_weight: float = spec(ge=0.0, le=1.0)
     epochs: int = spec(ge=1)
     patience: int = spec(ge=1)
+    # what picks the projection's best epoch on the validation samples: hinge_all (the triplet
+    # hinge averaged over *all* valid triplets) | loss (the training loss itself)
+    val_criterion: Literal["hinge_all", "loss"] = spec()
 
 
 @dataclass(frozen=True)
 class HeadsParams:
+    """Task heads. ``kind: probe`` (default): scikit-learn logistic / ridge regression on the
+    standardised embedding, L2 strength chosen from ``l2_grid`` by ``inner_folds``-fold CV on
+    the fold's training samples; ``mlp``: the paper's Adam-trained heads (``hidden``, ``lr``,
+    ``batch_size``, ``epochs``, ``patience``), early-stopped on the validation samples."""
+
+    kind: Literal["probe", "mlp"] = spec()
+    l2_grid: tuple[float, ...] = spec(gt=0.0, min_len=1)
+    inner_folds: int = spec(ge=2)
     hidden: int = spec(ge=0)
     lr: float = spec(gt=0.0)
     batch_size: int = spec(ge=1)

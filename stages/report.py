@@ -1,24 +1,42 @@
-"""Stage `report`: Table II (metrics JSON, report.md) and PNG plots from every setup's results."""
+"""Stage `report`: Table II, the paired comparisons and the findings' verdicts (metrics JSON,
+report.md) and PNG plots from every setup's results."""
+
+import pandas as pd
 
 from tgmatl import cli
-from tgmatl.config import EmbedParams
+from tgmatl.config import EmbedParams, EvalParams
+from tgmatl.errors import InputError
 from tgmatl.params import read_section
 from tgmatl.report import run_report
+from tgmatl.samples import read_samples
+from tgmatl.splitting import leakage
 
 
 def main(args, params):
     backbones = read_section(EmbedParams, params, "embed").backbones
+    ev = read_section(EvalParams, params, "eval")
+    samples = read_samples(args.samples, ("sample_id", "class_id", "class_name", "scene_id",
+                                          "image_path", "xmin", "xmax", "ymin", "ymax"))
+    try:
+        split = pd.read_parquet(args.split)
+    except FileNotFoundError:
+        raise InputError(f"{args.split}: split file not found") from None
     run_report(results_dir=args.results, scores=args.scores, mi=args.mi,
                metrics_out=args.metrics, plots_dir=args.plots, report_out=args.report,
-               backbones=backbones)
+               backbones=backbones, eval_params=ev, claims_out=args.claims,
+               comparisons_out=args.comparisons, leakage=leakage(samples, split))
 
 
 if __name__ == "__main__":
     ap = cli.parser(__doc__)
     ap.add_argument("--results", required=True, help="results folder (<backbone>/<setup>.json)")
     ap.add_argument("--scores", required=True, help="scores.parquet")
+    ap.add_argument("--split", required=True, help="split.parquet (leakage counts)")
+    ap.add_argument("--samples", required=True, help="samples.parquet (images and scenes)")
     ap.add_argument("--mi", required=True, help="Table I JSON of the score stage")
     ap.add_argument("--metrics", required=True, help="table2.json to write")
+    ap.add_argument("--comparisons", required=True, help="comparisons.json to write")
+    ap.add_argument("--claims", required=True, help="claims.json to write")
     ap.add_argument("--plots", required=True, help="folder for the PNG plots")
     ap.add_argument("--report", required=True, help="report.md to write")
     cli.run(main, ap.parse_args())

@@ -3,21 +3,23 @@
 import os
 
 from tgmatl import cli
-from tgmatl.config import SETUPS, HeadsParams, SamplingParams, TrainParams
+from tgmatl.config import HeadsParams, SamplingParams, TrainParams
 from tgmatl.params import read_section, read_seed
-from tgmatl.training import run_train_stage
+from tgmatl.training import REGISTRY, get_setup, run_train_stage
 
 
 def main(args, params):
     train = read_section(TrainParams, params, "train")
     heads = read_section(HeadsParams, params, "heads")
-    # Only TG-MATL reads sampling.*: dvc.yaml lists the section for train_tg alone, so a
-    # sampling sweep never reruns the other setups.
-    sampling = read_section(SamplingParams, params, "sampling") if args.setup == "tg_matl" else None
+    # Only setups that select triplets read sampling.*: dvc.yaml lists the section for train_tg
+    # alone, so a sampling sweep never reruns the other setups.
+    uses = get_setup(args.setup).uses_sampling
+    sampling = read_section(SamplingParams, params, "sampling") if uses else None
     run_train_stage(
         backbone=args.backbone, setup=args.setup, embeddings=args.embeddings, split=args.split,
         scores=args.scores, masks=args.masks, samples=args.samples, out=args.out,
-        models=args.models, test_embeddings=args.test_embeddings, train=train, heads=heads,
+        models=args.models, test_embeddings=args.test_embeddings, predictions=args.predictions,
+        train=train, heads=heads,
         sampling=sampling, seed=read_seed(params),
     )
 
@@ -25,15 +27,17 @@ def main(args, params):
 if __name__ == "__main__":
     ap = cli.parser(__doc__)
     ap.add_argument("--backbone", required=True)
-    ap.add_argument("--setup", required=True, choices=SETUPS)
+    ap.add_argument("--setup", required=True, choices=list(REGISTRY))
     ap.add_argument("--embeddings", required=True, help="data/embeddings/<backbone>.parquet")
     ap.add_argument("--split", required=True, help="split.parquet")
     ap.add_argument("--scores", required=True, help="scores.parquet (features, box labels)")
     ap.add_argument("--masks", help="masks.parquet (tg_matl with sampling.scope=dataset)")
     ap.add_argument("--samples", help="samples.parquet, for the class names")
     ap.add_argument("--out", required=True, help="results JSON to write")
-    ap.add_argument("--models", required=True, help="folder for the fold weights and curves")
+    ap.add_argument("--models", required=True, help="folder for the unit weights and curves")
+    ap.add_argument("--predictions", required=True,
+                    help="parquet of every unit's per-test-sample outputs (paired statistics)")
     ap.add_argument("--test-embeddings", required=True,
-                    help="parquet of fold 0's test embeddings (for the report's 2-D map)")
+                    help="parquet of the first unit's test embeddings (the report's 2-D map)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
     cli.run(main, ap.parse_args())

@@ -12,6 +12,8 @@ from tgmatl.losses import (
     batch_all_triplet_loss,
     batch_all_triplet_loss_explicit,
     batch_hard_triplet_loss,
+    hinge_all_triplet_loss,
+    matl_hinge_all,
     matl_loss,
     pairwise_distances,
     tg_matl_loss,
@@ -178,6 +180,30 @@ def test_hand_derived_batch_all_and_hard():
     assert ba == pytest.approx(12.5 / 13, rel=1e-6)
     assert bh == pytest.approx(1.3, rel=1e-6)
     assert int(tf.reduce_sum(tf.cast(triplet_mask(HAND_Y), tf.int32))) == 18
+
+
+def test_hand_derived_hinge_all():
+    """The validation criterion averages over all 18 valid triplets, satisfied ones too: the
+    positive sum is 2+s (class-0 anchors) + 10.5-s (class-1 anchors) = 12.5, so 12.5/18.
+    Box labels (see the MATL case): 14 triplets of value 2.5-s among 4·3 + 2·3 = 18 valid."""
+    assert float(hinge_all_triplet_loss(HAND_EMB, HAND_Y, HAND_MARGIN)) == pytest.approx(
+        12.5 / 18, rel=1e-6)
+    got = float(matl_hinge_all(HAND_EMB, HAND_Y, HAND_Z, HAND_MARGIN, 0.25))
+    assert got == pytest.approx(0.75 * 12.5 / 18 + 0.25 * 14 * (2.5 - S2) / 18, rel=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_hinge_all_matches_brute_force(seed):
+    emb, labels = _case(seed)[:2]
+    d = _dist(emb)
+    n = len(labels)
+    values = [max(0.0, d[a, p] - d[a, q] + 0.2)
+              for a, p, q in itertools.product(range(n), repeat=3)
+              if a != p and labels[a] == labels[p] and labels[q] != labels[a]]
+    got = float(hinge_all_triplet_loss(emb, labels, 0.2))
+    assert got == pytest.approx(np.mean(values), rel=1e-5)
+    # it moves with every violation, unlike batch-all's mean over the violating ones
+    assert got < float(batch_all_triplet_loss(emb, labels, 0.2))
 
 
 def test_hand_derived_matl():

@@ -183,21 +183,23 @@ def test_derive_seed():
 def test_select_folds():
     rng = np.random.default_rng(0)
     rows = []
-    for fold in range(3):
-        for i in range(40):
-            role = "test" if i < 10 else ("val" if i % 3 == fold else "train")
-            rows.append((fold, f"s{i:03d}", role, i % 2, rng.random()))
-    scores = pd.DataFrame(rows, columns=["fold", "sample_id", "role", "class_id", "score"])
+    for rep in range(2):
+        for fold in range(3):
+            for i in range(40):
+                role = "test" if i < 10 else ("val" if (i + rep) % 3 == fold else "train")
+                rows.append((rep, fold, f"s{i:03d}", role, i % 2, rng.random()))
+    scores = pd.DataFrame(rows, columns=["repeat", "fold", "sample_id", "role", "class_id",
+                                         "score"])
     p = _sampling(top_pct=0.2, random_pct=0.3)
     masks = select_folds(scores, p, seed=0)
-    assert list(masks.columns) == ["fold", "sample_id", "mask"]
+    assert list(masks.columns) == ["repeat", "fold", "sample_id", "mask"]
     assert masks["fold"].dtype == np.int32 and masks["mask"].dtype == bool
     train = scores[scores.role == "train"]
     assert len(masks) == len(train)
-    pairs = set(zip(masks.fold, masks.sample_id, strict=True))
-    assert pairs == set(zip(train.fold, train.sample_id, strict=True))
-    for fold, part in masks.groupby("fold"):
-        src = train[train.fold == fold].sort_values("sample_id")
-        want = select_mask(src.score, src.class_id, 0.2, 0.3, seed=derive_seed(0, fold))
+    pairs = set(zip(masks.repeat, masks.fold, masks.sample_id, strict=True))
+    assert pairs == set(zip(train.repeat, train.fold, train.sample_id, strict=True))
+    for (rep, fold), part in masks.groupby(["repeat", "fold"]):
+        src = train[(train.repeat == rep) & (train.fold == fold)].sort_values("sample_id")
+        want = select_mask(src.score, src.class_id, 0.2, 0.3, seed=derive_seed(0, rep, fold))
         np.testing.assert_array_equal(part["mask"].to_numpy(), want)
     pd.testing.assert_frame_equal(masks, select_folds(scores, p, seed=0))

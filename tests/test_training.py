@@ -34,9 +34,10 @@ SAMPLING = SamplingParams(top_pct=0.3, random_pct=0.2, random="random", scope="d
 
 
 def write_fake_inputs(root: Path, n: int = 90, d: int = 16, folds: int = 3, seed: int = 0,
-                      sep: float = 3.0) -> dict[str, Path]:
+                      sep: float = 3.0, repeats: int = 1) -> dict[str, Path]:
     """Tiny parquet inputs in the data contracts' layout: 3 well separated classes in ``d``
-    dimensions, two box features that shift the first two dimensions, half the samples test."""
+    dimensions, two box features that shift the first two dimensions, half the samples test
+    (one fixed test split; each repeat deals the folds anew)."""
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     cls = np.arange(n) % 3
@@ -46,25 +47,31 @@ def write_fake_inputs(root: Path, n: int = 90, d: int = 16, folds: int = 3, seed
     x[:, :2] += 3 * feat
     paths = {k: root / f"{k}.parquet" for k in ("samples", "embeddings", "split", "scores",
                                                  "masks")}
-    pd.DataFrame({"sample_id": ids, "class_id": cls,
-                  "class_name": [CLASSES[c] for c in cls]}).to_parquet(paths["samples"])
+    pd.DataFrame({"sample_id": ids, "class_id": cls, "class_name": [CLASSES[c] for c in cls],
+                  "image_path": [f"img{i // 2:05d}.png" for i in range(n)]}  # pairs share one
+                 ).to_parquet(paths["samples"])
     emb = pa.FixedSizeListArray.from_arrays(pa.array(x.astype(np.float32).ravel()), d)
     pq.write_table(pa.table({"sample_id": ids, "embedding": emb}), paths["embeddings"])
     test = np.zeros(n, bool)
     test[rng.permutation(n)[: n // 2]] = True
-    fold = np.full(n, -1, np.int32)
-    fold[~test] = np.arange((~test).sum()) % folds
-    pd.DataFrame({"sample_id": ids, "test": test, "fold": fold}).to_parquet(paths["split"])
-    rows, masks = [], []
-    for f in range(folds):
-        role = np.where(test, "test", np.where(fold == f, "val", "train"))
-        rows.append(pd.DataFrame({
-            "fold": np.int32(f), "sample_id": ids, "role": role, "class_id": cls,
-            "feat_area": feat[:, 0], "feat_squareness": feat[:, 1],
-            "box_label": (feat[:, 0] * 3).astype(np.int32).clip(0, 2), "score": feat.sum(1)}))
-        tr = np.flatnonzero(role == "train")
-        masks.append(pd.DataFrame({"fold": np.int32(f), "sample_id": [ids[i] for i in tr],
-                                   "mask": rng.uniform(size=len(tr)) < 0.4}))
+    splits, rows, masks = [], [], []
+    for r in range(repeats):
+        fold = np.full(n, -1, np.int32)
+        fold[~test] = (np.arange((~test).sum()) + r) % folds
+        splits.append(pd.DataFrame({"repeat": np.int32(r), "sample_id": ids, "test": test,
+                                    "fold": fold}))
+        for f in range(folds):
+            role = np.where(test, "test", np.where(fold == f, "val", "train"))
+            rows.append(pd.DataFrame({
+                "repeat": np.int32(r), "fold": np.int32(f), "sample_id": ids, "role": role,
+                "class_id": cls, "feat_area": feat[:, 0], "feat_squareness": feat[:, 1],
+                "box_label": (feat[:, 0] * 3).astype(np.int32).clip(0, 2),
+                "score": feat.sum(1)}))
+            tr = np.flatnonzero(role == "train")
+            masks.append(pd.DataFrame({"repeat": np.int32(r), "fold": np.int32(f),
+                                       "sample_id": [ids[i] for i in tr],
+                                       "mask": rng.uniform(size=len(tr)) < 0.4}))
+    pd.concat(splits, ignore_index=True).to_parquet(paths["split"])
     table = pa.Table.from_pandas(pd.concat(rows, ignore_index=True), preserve_index=False)
     meta = {"features": ["area", "squareness"], "mi": {}}
     pq.write_table(table.replace_schema_metadata({b"tgmatl": json.dumps(meta).encode()}),
@@ -170,8 +177,9 @@ def test_early_stopping_restores_best_weights():
 # --- fold loop ----------
 def test_inputs_are_aligned_and_checked(inputs, fake, tmp_path):
     assert inputs.class_names == CLASSES and inputs.feature_names == ["area", "squareness"]
-    assert inputs.n_folds == 3 and inputs.x.shape == (90, 16)
-    assert inputs.folds[0].mask is not None and not inputs.folds[0].mask[inputs.test].any()
+    assert inputs.n_folds == 3 and inputs.n_units == 3 and inputs.x.shape == (90, 16)
+    t = inputs.units[0, 0]
+    assert t.mask is not None and not t.mask[t.role != "train"].any()
     # an embedding file that lacks a sample: the error names the file and the sample
     table = pq.read_table(fake["embeddings"]).slice(1)
     pq.write_table(table, tmp_path / "short.parquet")
@@ -181,7 +189,7 @@ def test_inputs_are_aligned_and_checked(inputs, fake, tmp_path):
     sc = pd.read_parquet(fake["scores"])
     sc.loc[(sc["fold"] == 1) & (sc["role"] == "val"), "role"] = "train"
     sc.to_parquet(tmp_path / "bad_scores.parquet")
-    with pytest.raises(InputError, match="fold 1, sample .* has role 'train'"):
+    with pytest.raises(InputError, match="repeat 0, fold 1, sample .* has role 'train'"):
         load_inputs(fake["embeddings"], fake["split"], tmp_path / "bad_scores.parquet")
 
 
@@ -190,9 +198,10 @@ def test_separable_classes_are_learned(inputs, setup):
     results, runs = train_setup(inputs, setup, TRAIN, HEADS, None, seed=0, progress=False)
     assert results["summary"]["accuracy_mean"] >= 0.9
     assert results["summary"]["class_map_at_r_mean"] >= 0.9
-    assert len(results["folds"]) == 3
+    assert len(results["units"]) == 3
     for r in runs:
-        assert r.classifier.epochs >= r.classifier.best_epoch >= 1
+        assert r.heads.classifier["kind"] == "mlp"
+        assert r.heads.classifier["epochs"] >= r.heads.classifier["best_epoch"] >= 1
         if setup == "cltl":
             # the triplet loss decreases on the training batches
             assert r.projection.train_loss[-1] < r.projection.train_loss[0]
@@ -205,9 +214,9 @@ def test_separable_classes_are_learned(inputs, setup):
 def test_tg_matl_validates_on_all_triplets(inputs):
     """With no sample selected the masked loss is 0 and nothing trains; the validation loss
     (un-masked MATL over all validation triplets) must still be informative (> 0)."""
-    folds = {f: dataclasses.replace(t, mask=np.zeros_like(t.mask))
-             for f, t in inputs.folds.items()}
-    empty = dataclasses.replace(inputs, folds=folds)
+    units = {u: dataclasses.replace(t, mask=np.zeros_like(t.mask))
+             for u, t in inputs.units.items()}
+    empty = dataclasses.replace(inputs, units=units)
     _, runs = train_setup(empty, "tg_matl", TRAIN, HEADS, SAMPLING, seed=0, progress=False)
     for r in runs:
         assert r.projection.train_loss.max() == 0.0
@@ -229,6 +238,7 @@ def _run_stage(fake, out_dir: Path, setup="tg_matl"):
         scores=fake["scores"], masks=fake["masks"], samples=fake["samples"],
         out=out_dir / "results" / f"{setup}.json", models=out_dir / "models" / setup,
         test_embeddings=out_dir / "results" / f"{setup}.test_embeddings.parquet",
+        predictions=out_dir / "results" / f"{setup}.predictions.parquet",
         train=TRAIN, heads=HEADS, sampling=SAMPLING, seed=3, progress=False)
 
 
@@ -243,7 +253,8 @@ def test_stage_outputs_and_determinism(fake, tmp_path):
     assert a == (tmp_path / "b/results/tg_matl.json").read_bytes()  # same params: same bytes
     res = json.loads(a)
     assert res["backbone"] == "fake" and res["setup"] == "tg_matl" and res["n_folds"] == 3
-    fold = res["folds"][0]
+    assert res["n_units"] == 3 and res["n_repeats"] == 1
+    fold = res["units"][0]
     assert {"accuracy", "f1_macro", "accuracy_cow", "r2", "r2_area", "mse", "class_p_at_1",
             "class_map_at_r", "box_p_at_1", "box_map_at_r"} <= set(fold["test"])
     assert 1 <= fold["projection"]["best_epoch"] <= fold["projection"]["epochs"]
@@ -251,11 +262,19 @@ def test_stage_outputs_and_determinism(fake, tmp_path):
     emb = pq.read_table(tmp_path / "a/results/tg_matl.test_embeddings.parquet")
     assert emb.num_rows == 45 and emb.equals(
         pq.read_table(tmp_path / "b/results/tg_matl.test_embeddings.parquet"))
+    pred = pd.read_parquet(tmp_path / "a/results/tg_matl.predictions.parquet")
+    assert len(pred) == 3 * 45 and set(pred["fold"]) == {0, 1, 2}
+    assert {"class_id", "class_pred", "class_ap", "class_hit", "box_ap", "feat_area",
+            "pred_area"} <= set(pred.columns)
+    per_unit = pred[pred["fold"] == 0]
+    assert (per_unit["class_id"] == per_unit["class_pred"]).mean() == pytest.approx(
+        fold["test"]["accuracy"], abs=1e-6)
+    assert per_unit["class_ap"].mean() == pytest.approx(fold["test"]["class_map_at_r"],
+                                                        abs=1e-6)
     models = tmp_path / "a/models/tg_matl"
     for f in range(3):
-        for part in ("projection", "classifier", "regressor"):
-            assert (models / f"fold_{f}.{part}.weights.h5").is_file()
-    curves = models / "dvclive/plots/metrics/fold_0/projection/val_loss.tsv"
+        assert (models / f"r0_f{f}.projection.weights.h5").is_file()
+    curves = models / "dvclive/plots/metrics/r0_f0/projection/val_loss.tsv"
     assert len(curves.read_text().splitlines()) == fold["projection"]["epochs"] + 1
     assert not list(tmp_path.rglob("dvc.yaml"))  # dvclive never writes a dvc.yaml
 
@@ -266,7 +285,8 @@ def test_stage_script_reports_missing_masks(fake, tmp_path, repo_root):
          str(repo_root / "params.yaml"), "--backbone", "fake", "--setup", "tg_matl",
          "--embeddings", str(fake["embeddings"]), "--split", str(fake["split"]),
          "--scores", str(fake["scores"]), "--out", str(tmp_path / "r.json"),
-         "--models", str(tmp_path / "m"), "--test-embeddings", str(tmp_path / "t.parquet")],
+         "--models", str(tmp_path / "m"), "--test-embeddings", str(tmp_path / "t.parquet"),
+         "--predictions", str(tmp_path / "p.parquet")],
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "needs --masks" in proc.stderr

@@ -71,41 +71,52 @@ def score_stats(scores: np.ndarray, groups: Sequence) -> dict[str, dict[str, flo
 
 
 def roles(split: pd.DataFrame, fold: int) -> np.ndarray:
-    """[N] "train" | "val" | "test" of every sample for ``fold`` (split.parquet contract)."""
+    """[N] "train" | "val" | "test" of every sample for ``fold`` (one repeat of split.parquet)."""
     test = split["test"].to_numpy(bool)
     val = split["fold"].to_numpy() == fold
     return np.where(test, "test", np.where(val, "val", "train"))
 
 
+def units(split: pd.DataFrame) -> list[tuple[int, int]]:
+    """The (repeat, fold) evaluation units of a long split table, sorted."""
+    return sorted({(int(r), int(f)) for r, f in zip(split["repeat"], split["fold"], strict=True)
+                   if f >= 0})
+
+
 def score_folds(
     samples: pd.DataFrame, split: pd.DataFrame, geometry: GeometryParams, mi: MIParams, seed: int
 ) -> tuple[pd.DataFrame, dict]:
-    """Long table (fold × sample) of normalised features, box label and score; metadata.
+    """Long table (unit × sample) of normalised features, box label and score; metadata.
 
-    ``samples`` and ``split`` are matched on ``sample_id``; every sample must be in the split.
+    A unit is a (repeat, fold) of the long ``split`` table; ``samples`` and each repeat of
+    ``split`` are matched on ``sample_id``; every sample must be in every repeat.
     """
-    split = _align(samples, split)
+    if "repeat" not in split.columns:
+        raise InputError("split: missing column repeat (rerun the split stage)")
+    by_repeat = {int(r): _align(samples, part) for r, part in split.groupby("repeat", sort=True)}
     names = list(geometry.features)
-    folds = sorted(int(f) for f in np.unique(split["fold"]) if f >= 0)
-    if not folds:
+    todo = units(split)
+    if not todo:
         raise InputError("split: no fold holds a validation sample")
     frames, mi_meta = [], {}
-    for fold in tqdm(folds, desc="score folds", disable=None):
-        role = roles(split, fold)
+    for rep, fold in tqdm(todo, desc="score units", disable=None):
+        role = roles(by_repeat[rep], fold)
         train = role == "train"
+        where = f"repeat {rep}, fold {fold}"
         if train.sum() < 2:
-            raise InputError(f"fold {fold}: {int(train.sum())} training sample(s), need >= 2")
+            raise InputError(f"{where}: {int(train.sum())} training sample(s), need >= 2")
         try:
             fitted = fit_geometry(
                 samples[train], names, geometry.box_label.method, geometry.box_label.k, seed
             )
         except InputError as exc:
-            raise InputError(f"fold {fold}: {exc}") from None
+            raise InputError(f"{where}: {exc}") from None
         xn = fitted.normalise(samples)
         fold_mi = feature_mi(xn[train], samples["class_id"].to_numpy()[train], mi.n_neighbors, seed)
-        mi_meta[str(fold)] = {n: float(v) for n, v in zip(names, fold_mi, strict=True)}
+        mi_meta[f"{rep}/{fold}"] = {n: float(v) for n, v in zip(names, fold_mi, strict=True)}
         frame = pd.DataFrame(
             {
+                "repeat": np.full(len(samples), rep, np.int32),
                 "fold": np.full(len(samples), fold, np.int32),
                 "sample_id": samples["sample_id"].to_numpy(),
                 "role": role,
@@ -117,7 +128,7 @@ def score_folds(
         frame["box_label"] = fitted.labeler.predict(xn).astype(np.int32)
         frame["score"] = sample_scores(xn, fold_mi)
         frames.append(frame)
-        log.info("fold %d: MI %s", fold, mi_meta[str(fold)])
+        log.info("%s: MI %s", where, mi_meta[f"{rep}/{fold}"])
     meta = {
         "features": names,
         "mi": mi_meta,

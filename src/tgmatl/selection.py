@@ -14,13 +14,13 @@ that integer, so ``⌊0.29·100⌋ = 29`` (the float product is 28.9999999999999
 
 Randomness: one ``np.random.default_rng(seed)`` draws the classes in ascending class-id order;
 ``R_c`` is drawn from in ascending index order, so the result depends only on the inputs and
-the seed. Per fold the seed is :func:`derive_seed` ``(params seed, fold)``: folds differ, reruns
+the seed. Per unit the seed is :func:`derive_seed` ``(params seed, repeat, fold)``: units differ, reruns
 are identical.
 
 Scope (``sampling.scope``): ``dataset`` (METHOD default) computes one mask per fold over the
 fold's training samples (:func:`select_folds`, the ``select`` stage). ``batch`` (the authors'
 code) is applied by the training code, which calls :func:`select_mask` on each mini-batch's
-scores and class ids (seed e.g. ``derive_seed(seed, fold, epoch, step)``); the ``select`` stage
+scores and class ids (seed ``derive_seed(seed, repeat, fold, epoch, step)``); the ``select`` stage
 still writes the per-fold dataset masks.
 """
 
@@ -99,12 +99,14 @@ def select_mask(
 
 
 def select_folds(scores: pd.DataFrame, sampling: SamplingParams, seed: int) -> pd.DataFrame:
-    """``masks.parquet`` rows (fold, sample_id, mask) for the training samples of every fold."""
-    for col in ("fold", "sample_id", "role", "class_id", "score"):
+    """``masks.parquet`` rows (repeat, fold, sample_id, mask) for the training samples of every
+    unit (repeat, fold); each unit's random draw is seeded by (seed, repeat, fold)."""
+    for col in ("repeat", "fold", "sample_id", "role", "class_id", "score"):
         if col not in scores.columns:
             raise InputError(f"scores: missing column {col}")
     frames = []
-    for fold, part in scores[scores["role"] == "train"].groupby("fold", sort=True):
+    train = scores[scores["role"] == "train"]
+    for (rep, fold), part in train.groupby(["repeat", "fold"], sort=True):
         part = part.sort_values("sample_id", kind="stable")
         try:
             mask = select_mask(
@@ -113,13 +115,14 @@ def select_folds(scores: pd.DataFrame, sampling: SamplingParams, seed: int) -> p
                 sampling.top_pct,
                 sampling.random_pct,
                 sampling.random,
-                seed=derive_seed(seed, int(fold)),
+                seed=derive_seed(seed, int(rep), int(fold)),
             )
         except ValueError as exc:  # e.g. a non-finite score: bad input, not a bug
-            raise InputError(f"fold {fold}: {exc}") from None
+            raise InputError(f"repeat {rep}, fold {fold}: {exc}") from None
         frames.append(
             pd.DataFrame(
                 {
+                    "repeat": np.full(len(part), rep, np.int32),
                     "fold": np.full(len(part), fold, np.int32),
                     "sample_id": part["sample_id"].to_numpy(),
                     "mask": mask,
@@ -127,7 +130,7 @@ def select_folds(scores: pd.DataFrame, sampling: SamplingParams, seed: int) -> p
             )
         )
         per_class = pd.Series(mask).groupby(part["class_id"].to_numpy()).agg(["sum", "size"])
-        log.info("fold %d: selected %s", fold, per_class.to_dict("index"))
+        log.info("repeat %d, fold %d: selected %s", rep, fold, per_class.to_dict("index"))
     if not frames:
         raise InputError("scores: no training samples in any fold")
     return pd.concat(frames, ignore_index=True)

@@ -75,6 +75,25 @@ def batch_all_triplet_loss_explicit(
     return mean_over_positive(triplet_values(dist, margin), valid)
 
 
+def hinge_all_triplet_loss(emb: tf.Tensor, labels: tf.Tensor, margin: float) -> tf.Tensor:
+    """Mean of ``ℓ(a,p,n)`` over *every* valid triplet, satisfied ones included (0 if none).
+
+    The validation criterion ``train.val_criterion: hinge_all``: unlike batch-all's mean over
+    the violating triplets only, it falls whenever a violation shrinks or disappears, so the
+    epoch it picks is one whose embedding is better, not one with fewer, larger violations.
+    """
+    dist = pairwise_distances(emb)
+    return mean_over_valid(triplet_values(dist, margin), triplet_mask(labels))
+
+
+def matl_hinge_all(emb: tf.Tensor, class_labels: tf.Tensor, box_labels: tf.Tensor,
+                   margin: float, box_weight: float) -> tf.Tensor:
+    """``(1 - λ)·hinge_all(class) + λ·hinge_all(box)``: the criterion of the MATL family."""
+    lam = tf.cast(box_weight, tf.convert_to_tensor(emb).dtype)
+    return ((1.0 - lam) * hinge_all_triplet_loss(emb, class_labels, margin)
+            + lam * hinge_all_triplet_loss(emb, box_labels, margin))
+
+
 def batch_hard_triplet_loss(
     emb: tf.Tensor,
     labels: tf.Tensor,

@@ -3,13 +3,15 @@
 - :mod:`~tgmatl.training.schedule`: seeds, class-balanced / shuffled batch plans.
 - :mod:`~tgmatl.training.loop`: :class:`CompiledFit`, a whole training run in one graph call.
 - :mod:`~tgmatl.training.inputs`: reading and cross-checking one backbone's parquet inputs.
-- :mod:`~tgmatl.training.folds`: one setup on every fold, results and outputs
+- :mod:`~tgmatl.training.setups`: the setups' registry (loss, validation criterion, stage).
+- :mod:`~tgmatl.training.folds`: one setup on every unit (repeat, fold), results and outputs
   (:func:`run_train_stage`, the ``train`` / ``train_tg`` stages).
 """
 
 from tgmatl.training.folds import (
     TRAINED_SETUPS,
     FoldRun,
+    HeadsRun,
     SetupTrainer,
     fold_roles,
     log_curves,
@@ -18,7 +20,7 @@ from tgmatl.training.folds import (
     test_embeddings_table,
     train_setup,
 )
-from tgmatl.training.inputs import FoldTable, SetupInputs, load_inputs
+from tgmatl.training.inputs import FoldTable, SetupInputs, Unit, load_inputs
 from tgmatl.training.loop import CompiledFit, FitResult
 from tgmatl.training.schedule import (
     VAL_CHUNK,
@@ -27,8 +29,10 @@ from tgmatl.training.schedule import (
     set_determinism,
     shuffled_batches,
     stratified_order,
+    unit_rng,
     val_bounds,
 )
+from tgmatl.training.setups import REGISTRY, Setup, get_setup
 
 __all__ = [
     "TRAINED_SETUPS",
@@ -37,11 +41,16 @@ __all__ = [
     "FitResult",
     "FoldRun",
     "FoldTable",
+    "HeadsRun",
+    "REGISTRY",
+    "Setup",
     "SetupInputs",
     "SetupTrainer",
+    "Unit",
     "class_balanced_batches",
     "fold_roles",
     "fold_rng",
+    "get_setup",
     "load_inputs",
     "log_curves",
     "run_train_stage",
@@ -51,5 +60,6 @@ __all__ = [
     "summarise",
     "test_embeddings_table",
     "train_setup",
+    "unit_rng",
     "val_bounds",
 ]

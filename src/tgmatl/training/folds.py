@@ -1,10 +1,12 @@
-"""One setup on every fold: projection head, task heads, test metrics, outputs.
+"""One setup on every evaluation unit: projection head, task heads, test metrics, outputs.
 
-Protocol (METHOD.md): fold ``f`` trains on ``~test & fold != f``, validates on ``fold == f`` and
-reports on the held-out test split. The projection is selected by its validation loss over *all*
-validation triplets (TG-MATL too: the un-masked MATL loss, since the masked one has no valid
-triplet on a handful of validation samples). Heads train on the frozen projected (WTL: raw)
-embeddings of the same fold and are selected by their validation loss.
+Protocol (METHOD.md), repeated: a unit is a (repeat, fold) of the split. It trains on its
+``train`` samples, validates on its ``val`` samples and reports on its ``test`` samples. The
+projection's best epoch is picked on the validation samples by ``train.val_criterion``
+(default: the triplet hinge over *all* valid validation triplets; see
+:mod:`tgmatl.training.setups`). Task heads (``heads.kind``) are fitted on the frozen projected
+(WTL: raw) embeddings of the unit's training samples: scikit-learn probes (default) or the
+paper's Adam-trained heads, early-stopped on the validation samples.
 """
 
 from __future__ import annotations
@@ -17,42 +19,59 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from tgmatl.config import HeadsParams, SamplingParams, TrainParams
 from tgmatl.errors import InputError
-from tgmatl.training.inputs import FoldTable, SetupInputs, load_inputs
+from tgmatl.training.inputs import FoldTable, SetupInputs, Unit, load_inputs
 from tgmatl.training.loop import CompiledFit, FitResult
 from tgmatl.training.schedule import (
     class_balanced_batches,
-    fold_rng,
     set_determinism,
     shuffled_batches,
+    unit_rng,
 )
+from tgmatl.training.setups import Setup, get_setup
 
 TRAINED_SETUPS = ("cltl", "cltl_hard", "matl", "tg_matl")
 
 
 @dataclass
+class HeadsRun:
+    """The task heads' test outputs and what was fitted (for the results JSON)."""
+
+    class_pred: np.ndarray      # [n_test] predicted class ids
+    feature_pred: np.ndarray    # [n_test, F] predicted normalised box features
+    classifier: dict[str, Any]
+    regressor: dict[str, Any]
+
+
+@dataclass
 class FoldRun:
-    fold: int
+    unit: Unit
     projection: FitResult | None
-    classifier: FitResult
-    regressor: FitResult
+    heads: HeadsRun
     metrics: dict[str, Any]
+    per_sample: pd.DataFrame    # one row per test sample: truth, predictions, retrieval terms
     test_embedding: np.ndarray  # [n_test, d] the space the heads and retrieval saw
     n_train: int
     n_val: int
+    n_test: int
+
+    @property
+    def fold(self) -> int:
+        return self.unit[1]
 
 
-def fold_roles(inputs: SetupInputs, f: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Boolean (train, val, test) of fold ``f``: ``~test & fold != f``, ``fold == f``, ``test``."""
-    tr = (~inputs.test) & (inputs.fold != f)
-    va = inputs.fold == f
-    te = inputs.test
+def fold_roles(inputs: SetupInputs, unit: Unit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boolean (train, val, test) of a unit (repeat, fold)."""
+    role = inputs.units[unit].role
+    tr, va, te = role == "train", role == "val", role == "test"
     if tr.sum() < 2 or va.sum() < 1 or te.sum() < 1:
-        raise InputError(f"fold {f}: needs >= 2 training, >= 1 validation and >= 1 test "
-                         f"samples, got {tr.sum()}, {va.sum()}, {te.sum()}")
+        raise InputError(f"repeat {unit[0]}, fold {unit[1]}: needs >= 2 training, >= 1 "
+                         f"validation and >= 1 test samples, got {tr.sum()}, {va.sum()}, "
+                         f"{te.sum()}")
     return tr, va, te
 
 
@@ -61,33 +80,22 @@ def _l2(x: np.ndarray) -> np.ndarray:
 
 
 @functools.cache
-def projection_trainer(setup: str, input_dim: int, train: TrainParams,
+def projection_trainer(setup: str, input_dim: int, n_targets: int, train: TrainParams,
                        sampling: SamplingParams | None) -> CompiledFit:
     """The projection head and its compiled loop for a setup (built and traced once a process:
-    every fold, and every backbone of the same width, reuses it)."""
-    import tensorflow as tf
-
+    every unit, and every backbone of the same width, reuses it)."""
     from tgmatl import models
-    from tgmatl.losses import loss_for_setup
 
+    spec = get_setup(setup)
     model = models.projection_head(input_dim, train.projection)
-    loss = loss_for_setup(setup, train, sampling)
-    # TG-MATL validates with the un-masked MATL loss on all validation triplets.
-    vloss = loss_for_setup("matl", train, None) if setup == "tg_matl" else loss
-
-    def train_loss(y, w, pred):
-        return loss(tf.concat([y, w[:, None]], axis=1), pred)
-
-    def valid_loss(y, w, pred):
-        return vloss(tf.concat([y, w[:, None]], axis=1), pred)
-
-    return CompiledFit(model, train_loss, train.lr, valid_loss, y_dim=2)
+    return CompiledFit(model, spec.train_loss(train, sampling), train.lr,
+                       spec.validation_loss(train, sampling), y_dim=n_targets)
 
 
 @functools.cache
 def head_trainer(kind: str, input_dim: int, outputs: int, hidden: int, lr: float) -> CompiledFit:
     """A task head (``classifier``: softmax cross-entropy on logits; ``regressor``: MSE) and its
-    compiled loop, cached like :func:`projection_trainer`."""
+    compiled loop, cached like :func:`projection_trainer` (``heads.kind: mlp``)."""
     import tensorflow as tf
 
     from tgmatl import models
@@ -108,40 +116,83 @@ def head_trainer(kind: str, input_dim: int, outputs: int, hidden: int, lr: float
     raise ValueError(f"unknown head {kind!r}")
 
 
+def probe_heads(z: np.ndarray, t: FoldTable, tr: np.ndarray, te: np.ndarray, heads: HeadsParams,
+                seed: int) -> HeadsRun:
+    """``heads.kind: probe``: scikit-learn logistic and ridge regression on the unit's training
+    samples (standardised there), L2 strength chosen by inner CV (:mod:`tgmatl.heads`)."""
+    from tgmatl.heads import ProbeClassifier, ProbeRegressor
+
+    clf = ProbeClassifier(heads.l2_grid, heads.inner_folds, seed).fit(z[tr], t.class_id[tr])
+    reg = ProbeRegressor(heads.l2_grid).fit(z[tr], t.features[tr])
+    return HeadsRun(
+        clf.predict(z[te]), reg.predict(z[te]),
+        {"kind": "probe", "l2": float(clf.l2_), "inner_folds": int(clf.inner_folds_used_),
+         "fallback": clf.fallback_},
+        {"kind": "probe", "l2": float(reg.l2_)},
+    )
+
+
+def mlp_heads(z: np.ndarray, t: FoldTable, tr: np.ndarray, va: np.ndarray, te: np.ndarray,
+              heads: HeadsParams, n_classes: int, seed: int, unit: Unit) -> HeadsRun:
+    """``heads.kind: mlp``: the paper's heads, Adam-trained, early-stopped on the validation
+    samples (the classifier starts at the class prior, the regressor at the training mean)."""
+    from tgmatl import models
+
+    cls_fit = head_trainer("classifier", z.shape[1], n_classes, heads.hidden, heads.lr)
+    reg_fit = head_trainer("regressor", z.shape[1], t.features.shape[1], heads.hidden, heads.lr)
+    ntr = int(tr.sum())
+    counts = np.bincount(t.class_id[tr], minlength=n_classes)
+    cls_init = models.init_weights(cls_fit.model, unit_rng(seed, unit, "classify"), z[tr],
+                                   out_bias=np.log((counts + 1.0) / (ntr + n_classes)))
+    cls_res = cls_fit.fit(
+        cls_init, z[tr], t.class_id[tr], z[va], t.class_id[va],
+        shuffled_batches(ntr, heads.batch_size, heads.epochs,
+                         unit_rng(seed, unit, "cls_batches")),
+        None, heads.epochs, heads.patience)
+    class_pred = cls_fit.predict(z[te]).argmax(axis=1)
+    reg_init = models.init_weights(reg_fit.model, unit_rng(seed, unit, "regress"), z[tr],
+                                   out_bias=t.features[tr].mean(axis=0))
+    reg_res = reg_fit.fit(
+        reg_init, z[tr], t.features[tr], z[va], t.features[va],
+        shuffled_batches(ntr, heads.batch_size, heads.epochs,
+                         unit_rng(seed, unit, "reg_batches")),
+        None, heads.epochs, heads.patience)
+    return HeadsRun(class_pred, reg_fit.predict(z[te]),
+                    {"kind": "mlp", **_fit_summary(cls_res)},
+                    {"kind": "mlp", **_fit_summary(reg_res)})
+
+
 class SetupTrainer:
-    """One setup's models and compiled loops (cached per process); :meth:`run_fold` per fold."""
+    """One setup's projection loop (cached per process); :meth:`run_unit` per unit."""
 
     def __init__(self, setup: str, input_dim: int, n_classes: int, n_features: int,
                  train: TrainParams, heads: HeadsParams, sampling: SamplingParams | None):
-        if setup not in ("wtl", *TRAINED_SETUPS):
-            raise ValueError(f"unknown setup {setup!r}")
-        if setup == "tg_matl" and sampling is None:
-            raise ValueError("setup tg_matl needs the sampling params")
-        self.setup, self.train_p, self.heads_p, self.sampling = setup, train, heads, sampling
+        self.spec: Setup = get_setup(setup)
+        if self.spec.uses_sampling and sampling is None:
+            raise ValueError(f"setup {setup} needs the sampling params")
+        self.setup, self.train_p, self.heads_p = setup, train, heads
+        self.sampling = sampling if self.spec.uses_sampling else None
+        self.n_classes = n_classes
+        self.proj_fit = None
         self.projection = None
-        head_dim = input_dim
-        if setup != "wtl":
-            self.proj_fit = projection_trainer(setup, input_dim, train,
-                                               sampling if setup == "tg_matl" else None)
+        if self.spec.trains_projection:
+            self.proj_fit = projection_trainer(setup, input_dim, 2 + n_features, train,
+                                               self.sampling)
             self.projection = self.proj_fit.model
-            head_dim = train.projection[-1]
-        self.cls_fit = head_trainer("classifier", head_dim, n_classes, heads.hidden, heads.lr)
-        self.reg_fit = head_trainer("regressor", head_dim, n_features, heads.hidden, heads.lr)
-        self.classifier, self.regressor = self.cls_fit.model, self.reg_fit.model
 
     def _weights_schedule(self, batches: np.ndarray, t: FoldTable, tr: np.ndarray,
-                          seed: int, fold: int) -> np.ndarray | None:
-        """Per-batch-entry TG-MATL selection weight ``m_i`` (``None`` for other setups).
+                          seed: int, unit: Unit) -> np.ndarray | None:
+        """Per-batch-entry selection weight ``m_i`` (``None`` for setups without sampling).
 
-        ``sampling.scope``: ``dataset`` looks the fold's mask up (masks.parquet); ``batch`` (the
-        authors' code) selects inside each mini-batch, seeded by (seed, fold, epoch, step).
+        ``sampling.scope``: ``dataset`` looks the unit's mask up (masks.parquet); ``batch`` (the
+        authors' code) selects inside each mini-batch, seeded by (seed, unit, epoch, step).
         """
-        if self.setup != "tg_matl":
+        if self.sampling is None:
             return None
         s = self.sampling
         if s.scope == "dataset":
             if t.mask is None:
-                raise InputError("tg_matl with sampling.scope=dataset needs the masks file")
+                raise InputError(f"{self.setup} with sampling.scope=dataset needs the masks file")
             return t.mask[tr][batches].astype(np.float32)
         from tgmatl.selection import derive_seed, select_mask
 
@@ -151,76 +202,79 @@ class SetupTrainer:
             for j in range(batches.shape[1]):
                 idx = batches[e, j]
                 out[e, j] = select_mask(scores[idx], cls[idx], s.top_pct, s.random_pct,
-                                        random=s.random, seed=derive_seed(seed, fold, e, j))
+                                        random=s.random,
+                                        seed=derive_seed(seed, *unit, e, j))
         return out
 
-    def run_fold(self, inputs: SetupInputs, f: int, seed: int) -> FoldRun:
-        """Train fold ``f``'s projection (not for WTL), then its heads; test metrics."""
+    def run_unit(self, inputs: SetupInputs, unit: Unit, seed: int) -> FoldRun:
+        """Train the unit's projection (if the setup has one), then its heads; test metrics."""
         from tgmatl import models
 
-        t = inputs.folds[f]
-        tr, va, _ = fold_roles(inputs, f)
+        t = inputs.units[unit]
+        tr, va, _ = fold_roles(inputs, unit)
         x = inputs.x
         proj_result = None
-        if self.projection is not None:
+        if self.proj_fit is not None:
             p = self.train_p
-            rng = fold_rng(seed, f, "batches")
-            batches = class_balanced_batches(t.class_id[tr], p.batch_size, p.epochs, rng)
-            weights = self._weights_schedule(batches, t, tr, seed, f)
-            y = np.stack([t.class_id, t.box_label], axis=1).astype(np.float32)
-            init = models.init_weights(self.projection, fold_rng(seed, f, "projection"))
+            batches = class_balanced_batches(t.class_id[tr], p.batch_size, p.epochs,
+                                             unit_rng(seed, unit, "batches"))
+            weights = self._weights_schedule(batches, t, tr, seed, unit)
+            y = np.column_stack([t.class_id, t.box_label, t.features]).astype(np.float32)
+            init = models.init_weights(self.projection, unit_rng(seed, unit, "projection"))
             proj_result = self.proj_fit.fit(init, x[tr], y[tr], x[va], y[va], batches, weights,
                                             p.epochs, p.patience, val_groups=t.class_id[va])
             z = self.proj_fit.predict(x)
         else:
             z = x
-        return self.evaluate_space(inputs, f, z, seed, proj_result)
+        return self.evaluate_space(inputs, unit, z, seed, proj_result)
 
-    def evaluate_space(self, inputs: SetupInputs, f: int, z: np.ndarray, seed: int,
+    def evaluate_space(self, inputs: SetupInputs, unit: Unit, z: np.ndarray, seed: int,
                        projection: FitResult | None = None) -> FoldRun:
-        """Train fold ``f``'s heads on the embeddings ``z`` (all samples, frozen) and compute
-        the test metrics. Retrieval uses ``z`` as is when a projection made it, else
-        L2-normalised."""
-        from tgmatl import evaluation, models
+        """Fit the unit's heads on the embeddings ``z`` (all samples, frozen) and compute the
+        test metrics. Retrieval uses ``z`` as is when a projection made it, else
+        L2-normalised; a query's own image is never among its references."""
+        from tgmatl import evaluation
 
-        t = inputs.folds[f]
-        tr, va, te = fold_roles(inputs, f)
-        h = self.heads_p
-        ntr = int(tr.sum())
-        n_cls = len(inputs.class_names)
-        counts = np.bincount(t.class_id[tr], minlength=n_cls)
-        cls_init = models.init_weights(self.classifier, fold_rng(seed, f, "classify"), z[tr],
-                                       out_bias=np.log((counts + 1.0) / (ntr + n_cls)))
-        cls_res = self.cls_fit.fit(
-            cls_init, z[tr], t.class_id[tr], z[va], t.class_id[va],
-            shuffled_batches(ntr, h.batch_size, h.epochs, fold_rng(seed, f, "cls_batches")),
-            None, h.epochs, h.patience)
-        reg_init = models.init_weights(self.regressor, fold_rng(seed, f, "regress"), z[tr],
-                                       out_bias=t.features[tr].mean(axis=0))
-        reg_res = self.reg_fit.fit(
-            reg_init, z[tr], t.features[tr], z[va], t.features[va],
-            shuffled_batches(ntr, h.batch_size, h.epochs, fold_rng(seed, f, "reg_batches")),
-            None, h.epochs, h.patience)
-        logits = self.cls_fit.predict(z[te])
-        feats = self.reg_fit.predict(z[te])
+        t = inputs.units[unit]
+        tr, va, te = fold_roles(inputs, unit)
+        if self.heads_p.kind == "probe":
+            heads = probe_heads(z, t, tr, te, self.heads_p, seed)
+        else:
+            heads = mlp_heads(z, t, tr, va, te, self.heads_p, self.n_classes, seed, unit)
         space = z[te] if self.projection is not None else _l2(z[te])
-        order = evaluation.neighbour_order(space)
+        groups = inputs.image[te] if inputs.image is not None else None
+        cls_ret = evaluation.retrieval_metrics(space, t.class_id[te], "class_", groups=groups,
+                                               per_query=True)
+        box_ret = evaluation.retrieval_metrics(space, t.box_label[te], "box_", groups=groups,
+                                               per_query=True)
         metrics = {
-            **evaluation.classification_metrics(t.class_id[te], logits.argmax(axis=1),
+            **evaluation.classification_metrics(t.class_id[te], heads.class_pred,
                                                 inputs.class_names),
-            **evaluation.regression_metrics(t.features[te], feats, inputs.feature_names),
-            **evaluation.retrieval_metrics(space, t.class_id[te], "class_", order),
-            **evaluation.retrieval_metrics(space, t.box_label[te], "box_", order),
+            **evaluation.regression_metrics(t.features[te], heads.feature_pred,
+                                            inputs.feature_names),
+            **{k: v for k, v in cls_ret.items() if not isinstance(v, np.ndarray)},
+            **{k: v for k, v in box_ret.items() if not isinstance(v, np.ndarray)},
         }
-        return FoldRun(f, projection, cls_res, reg_res, metrics, space, ntr, int(va.sum()))
+        per_sample = pd.DataFrame({
+            "repeat": np.int32(unit[0]), "fold": np.int32(unit[1]),
+            "sample_id": inputs.sample_ids[te].astype(str),
+            "class_id": t.class_id[te].astype(np.int32),
+            "class_pred": np.asarray(heads.class_pred, np.int32),
+            "class_ap": cls_ret["class_ap"], "class_hit": cls_ret["class_hit"],
+            "box_ap": box_ret["box_ap"], "box_hit": box_ret["box_hit"],
+        })
+        for k, name in enumerate(inputs.feature_names):
+            per_sample[f"feat_{name}"] = t.features[te, k].astype(np.float64)
+            per_sample[f"pred_{name}"] = np.asarray(heads.feature_pred[:, k], np.float64)
+        return FoldRun(unit, projection, heads, metrics, per_sample, space, int(tr.sum()),
+                       int(va.sum()), int(te.sum()))
 
-    def save_fold(self, directory: Path, f: int) -> None:
-        """Save the fold's (best) weights: ``fold_<f>.{projection,classifier,regressor}``."""
+    def save_unit(self, directory: Path, unit: Unit) -> None:
+        """Save the unit's best projection weights: ``r<repeat>_f<fold>.projection.weights.h5``
+        (scikit-learn probes are cheap to refit and are described in the results JSON)."""
         directory.mkdir(parents=True, exist_ok=True)
         if self.projection is not None:
-            self.projection.save_weights(directory / f"fold_{f}.projection.weights.h5")
-        self.classifier.save_weights(directory / f"fold_{f}.classifier.weights.h5")
-        self.regressor.save_weights(directory / f"fold_{f}.regressor.weights.h5")
+            self.projection.save_weights(directory / f"r{unit[0]}_f{unit[1]}.projection.weights.h5")
 
 
 def _fit_summary(r: FitResult | None) -> dict[str, Any] | None:
@@ -237,12 +291,12 @@ def _round(v: float, digits: int = 6) -> float | None:
     return None if not math.isfinite(v) else round(v, digits)
 
 
-def summarise(folds: Sequence[dict[str, float | None]]) -> dict[str, float | None]:
-    """``<metric>_mean`` / ``<metric>_std`` (sample std, ddof=1) over folds for every scalar
-    metric; a metric undefined in some fold (``None``) is averaged over the folds that have it."""
+def summarise(units: Sequence[dict[str, float | None]]) -> dict[str, float | None]:
+    """``<metric>_mean`` / ``<metric>_std`` (sample std, ddof=1) over units for every scalar
+    metric; a metric undefined in some unit (``None``) is averaged over the units that have it."""
     out: dict[str, float | None] = {}
-    for key in folds[0]:
-        vals = np.array([m[key] for m in folds if m.get(key) is not None], np.float64)
+    for key in units[0]:
+        vals = np.array([m[key] for m in units if m.get(key) is not None], np.float64)
         out[f"{key}_mean"] = _round(vals.mean()) if len(vals) else None
         out[f"{key}_std"] = _round(vals.std(ddof=1)) if len(vals) > 1 else (
             0.0 if len(vals) == 1 else None)
@@ -273,9 +327,9 @@ def train_setup(
     progress: bool = True,
     desc: str = "",
 ) -> tuple[dict[str, Any], list[FoldRun]]:
-    """Train and evaluate ``setup`` on every fold; returns the results dict and the fold runs.
+    """Train and evaluate ``setup`` on every unit; returns the results dict and the unit runs.
 
-    With ``models_dir`` the fold weights are saved there as they are trained.
+    With ``models_dir`` the projection weights are saved there as they are trained.
     """
     from tqdm.auto import tqdm
 
@@ -283,39 +337,43 @@ def train_setup(
     trainer = SetupTrainer(setup, inputs.x.shape[1], len(inputs.class_names),
                            len(inputs.feature_names), train, heads, sampling)
     runs: list[FoldRun] = []
-    bar = tqdm(sorted(inputs.folds), desc=desc or setup, unit="fold", disable=not progress)
-    for f in bar:
-        run = trainer.run_fold(inputs, f, seed)
+    bar = tqdm(sorted(inputs.units), desc=desc or setup, unit="unit", disable=not progress)
+    for unit in bar:
+        run = trainer.run_unit(inputs, unit, seed)
         runs.append(run)
         if models_dir is not None:
-            trainer.save_fold(models_dir, f)
+            trainer.save_unit(models_dir, unit)
         if run.projection is not None:
             bar.set_postfix(epochs=run.projection.epochs, best=run.projection.best_epoch,
                             acc=f"{run.metrics['accuracy']:.3f}")
-    fold_rows = []
-    for r in runs:
-        fold_rows.append({
-            "fold": r.fold, "n_train": r.n_train, "n_val": r.n_val,
-            "n_test": int(inputs.test.sum()),
-            "projection": _fit_summary(r.projection),
-            "classifier": _fit_summary(r.classifier),
-            "regressor": _fit_summary(r.regressor),
-            "test": _flat_metrics(r.metrics),
-        })
+    rows = [{
+        "repeat": r.unit[0], "fold": r.unit[1], "n_train": r.n_train, "n_val": r.n_val,
+        "n_test": r.n_test,
+        "projection": _fit_summary(r.projection),
+        "classifier": r.heads.classifier,
+        "regressor": r.heads.regressor,
+        "test": _flat_metrics(r.metrics),
+    } for r in runs]
+    spec = get_setup(setup)
     results = {
         "setup": setup,
+        "label": spec.label,
+        "in_paper": spec.in_paper,
         "classes": inputs.class_names,
         "features": inputs.feature_names,
-        "n_folds": len(runs),
-        "n_test": int(inputs.test.sum()),
-        "folds": fold_rows,
-        "summary": summarise([row["test"] for row in fold_rows]),
+        "heads": heads.kind,
+        "val_criterion": train.val_criterion if spec.trains_projection else None,
+        "n_units": len(runs),
+        "n_repeats": inputs.n_repeats,
+        "n_folds": inputs.n_folds,
+        "units": rows,
+        "summary": summarise([row["test"] for row in rows]),
     }
     return results, runs
 
 
 def log_curves(runs: Sequence[FoldRun], directory: Path) -> None:
-    """Per-epoch curves through dvclive (one step per epoch; a metric per fold and loss).
+    """Per-epoch projection curves through dvclive (one step per epoch; a metric per unit).
 
     ``save_dvc_exp=False, dvcyaml=None``: dvclive never writes dvc.yaml nor makes experiments;
     the curves are plain TSV files inside the stage's models output.
@@ -324,13 +382,12 @@ def log_curves(runs: Sequence[FoldRun], directory: Path) -> None:
 
     series: dict[str, np.ndarray] = {}
     for r in runs:
-        for part, res in (("projection", r.projection), ("classifier", r.classifier),
-                          ("regressor", r.regressor)):
-            if res is None:
-                continue
-            if part == "projection":
-                series[f"fold_{r.fold}/{part}/train_loss"] = res.train_loss
-            series[f"fold_{r.fold}/{part}/val_loss"] = res.val_loss
+        if r.projection is not None:
+            name = f"r{r.unit[0]}_f{r.unit[1]}"
+            series[f"{name}/projection/train_loss"] = r.projection.train_loss
+            series[f"{name}/projection/val_loss"] = r.projection.val_loss
+    if not series:
+        return
     steps = max(len(v) for v in series.values())
     with Live(dir=str(directory), save_dvc_exp=False, dvcyaml=None, report=None) as live:
         for step in range(steps):
@@ -341,13 +398,14 @@ def log_curves(runs: Sequence[FoldRun], directory: Path) -> None:
 
 
 def test_embeddings_table(inputs: SetupInputs, run: FoldRun) -> pa.Table:
-    """The test samples' embeddings (fold ``run.fold``'s space) with class and box labels."""
-    te = inputs.test
-    t = inputs.folds[run.fold]
+    """The test samples' embeddings (one unit's space) with class and box labels."""
+    t = inputs.units[run.unit]
+    te = t.role == "test"
     emb = np.asarray(run.test_embedding, np.float32)
     return pa.table({
         "sample_id": pa.array(list(inputs.sample_ids[te]), pa.string()),
-        "fold": pa.array(np.full(int(te.sum()), run.fold, np.int32)),
+        "repeat": pa.array(np.full(int(te.sum()), run.unit[0], np.int32)),
+        "fold": pa.array(np.full(int(te.sum()), run.unit[1], np.int32)),
         "class_id": pa.array(t.class_id[te].astype(np.int32)),
         "box_label": pa.array(t.box_label[te].astype(np.int32)),
         "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), emb.shape[1]),
@@ -364,6 +422,7 @@ def run_train_stage(
     out: str | Path,
     models: str | Path,
     test_embeddings: str | Path,
+    predictions: str | Path,
     train: TrainParams,
     heads: HeadsParams,
     sampling: SamplingParams | None,
@@ -372,22 +431,25 @@ def run_train_stage(
     samples: str | Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Stages ``train`` / ``train_tg``: every fold of one backbone × setup, outputs atomic.
+    """Stages ``train`` / ``train_tg``: every unit of one backbone × setup, outputs atomic.
 
-    Writes the fold weights and dvclive curves under ``models``, the fold-0 test embeddings
-    (the space the heads saw) to ``test_embeddings`` and the results JSON to ``out``.
+    Writes the projection weights and dvclive curves under ``models``, the first unit's test
+    embeddings (the space the heads saw) to ``test_embeddings``, every unit's per-test-sample
+    outputs (the paired statistics' input) to ``predictions`` and the results JSON to ``out``.
     """
     from tgmatl.io import atomic_dir, write_json, write_parquet
 
-    if setup == "tg_matl" and sampling is not None and sampling.scope == "dataset" and not masks:
-        raise InputError("setup tg_matl with sampling.scope=dataset needs --masks")
+    spec = get_setup(setup)
+    if spec.uses_sampling and sampling is not None and sampling.scope == "dataset" and not masks:
+        raise InputError(f"setup {setup} with sampling.scope=dataset needs --masks")
     inputs = load_inputs(embeddings, split, scores,
-                         masks=masks if setup == "tg_matl" else None, samples=samples)
+                         masks=masks if spec.uses_sampling else None, samples=samples)
     with atomic_dir(models) as tmp:
         results, runs = train_setup(inputs, setup, train, heads, sampling, seed, models_dir=tmp,
                                     progress=progress, desc=f"{backbone}/{setup}")
         log_curves(runs, tmp / "dvclive")
     results = {"backbone": backbone, **results}
     write_parquet(test_embeddings, test_embeddings_table(inputs, runs[0]))
+    write_parquet(predictions, pd.concat([r.per_sample for r in runs], ignore_index=True))
     write_json(out, results)
     return results

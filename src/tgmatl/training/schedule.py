@@ -36,6 +36,16 @@ def fold_rng(seed: int, fold: int, purpose: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, fold, tag]))
 
 
+def unit_rng(seed: int, unit: tuple[int, int], purpose: str) -> np.random.Generator:
+    """:func:`fold_rng` of an evaluation unit (repeat, fold): repeat 0 draws what a single
+    run draws, so adding repeats leaves the first repeat's streams unchanged."""
+    repeat, fold = unit
+    if repeat == 0:
+        return fold_rng(seed, fold, purpose)
+    tag = int.from_bytes(purpose.encode()[:8].ljust(8, b"\0"), "little")
+    return np.random.default_rng(np.random.SeedSequence([seed, fold, tag, repeat]))
+
+
 # --- batch schedules ----------------------------------------------------------------------------
 def class_balanced_batches(
     labels: np.ndarray, batch_size: int, epochs: int, rng: np.random.Generator

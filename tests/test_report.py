@@ -100,8 +100,20 @@ def test_report_markdown_layout(report):
     acc = t2["dinov2"]["cltl_hard"]
     assert f"**{acc['accuracy_mean']:.3f} ± {acc['accuracy_std']:.3f}**" in hard  # best: bold
     assert "| cow | 10 | 0.200 | 0.100 | 0.000 | 0.500 |" in md  # Table I
+    assert "Relevance score: Eq. 5" in md  # an mi.json without score_kind is Eq. 5
     for p in PLOT_FILES:
         assert f"(plots/{p})" in md
+
+
+def test_table1_names_the_pointwise_score():
+    from tgmatl.report import table1_markdown
+
+    mi = {"mi": {"area": 0.2}, "score_kind": "pointwise", "joint_mi": 0.31,
+          "score": {"cow": {"count": 2, "mean": 0.5, "std": 0.1, "min": 0.4, "max": 0.6}}}
+    md = table1_markdown(mi)
+    assert "| joint geometry | 0.3100 |" in md and "`mi.score: pointwise`" in md
+    with pytest.raises(InputError, match="mi.json"):
+        table1_markdown({**mi, "score_kind": "eq6"})
 
 
 def test_plots_are_png_files(report):

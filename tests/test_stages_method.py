@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = {"select": "select_masks"}  # stage name -> script (select.py would shadow stdlib)
 PARAMS = {
     "seed": 0,
-    "split": {"test_size": 0.5, "folds": 3, "geometry_bins": 2},
+    "split": {"test_size": 0.5, "folds": 3, "geometry_bins": 2, "group": "none"},
     "geometry": {"features": ["area", "squareness"], "box_label": {"method": "kmeans", "k": 3}},
-    "mi": {"n_neighbors": 3},
+    "mi": {"n_neighbors": 3, "score": "eq5"},
     "sampling": {
         "top_pct": 0.2,
         "random_pct": 0.2,
@@ -137,7 +137,8 @@ def test_scores_output(outputs):
     assert meta["features"] == ["area", "squareness"]
     assert set(meta["mi"]) == {"0", "1", "2"} and set(meta["mi"]["0"]) == {"area", "squareness"}
     table1 = json.loads(paths["mi"].read_text())
-    assert set(table1) == {"mi", "score"}
+    assert set(table1) == {"mi", "score_kind", "score"} and table1["score_kind"] == "eq5"
+    assert meta["score"] == "eq5"
     assert set(table1["score"]) == {"cow", "deer", "horse"}
     assert set(table1["score"]["cow"]) == {"count", "mean", "std", "min", "max"}
     assert sum(v["count"] for v in table1["score"].values()) == len(samples)
@@ -156,6 +157,29 @@ def test_masks_output(outputs):
     for _, g in merged.groupby(["fold", "class_id"]):
         n = len(g)
         assert g["mask"].sum() == max(1, int(0.2 * n + 1e-9)) + int(0.2 * n + 1e-9)
+
+
+def test_pointwise_score_then_select(outputs, tmp_path):
+    """``mi.score: pointwise`` through the score and select scripts: training rows are ranked
+    by their pointwise MI, val/test rows are NaN, and the metadata / Table I say so."""
+    tmp, _, paths = outputs
+    params = {**PARAMS, "mi": {"n_neighbors": 3, "score": "pointwise"}}
+    out, mi_json, masks = tmp_path / "scores.parquet", tmp_path / "mi.json", tmp_path / "m.parquet"
+    r = run_stage("score", params, tmp_path, "--samples", str(tmp / "samples.parquet"),
+                  "--split", str(paths["split"]), "--out", str(out), "--metrics", str(mi_json))
+    assert r.returncode == 0, r.stderr
+    scores = pd.read_parquet(out)
+    train = scores.role == "train"
+    assert scores.score[train].notna().all() and scores.score[~train].isna().all()
+    eq5 = pd.read_parquet(paths["scores"])
+    assert not np.allclose(scores.score[train], eq5.score[train])
+    meta = json.loads(pq.read_schema(out).metadata[b"tgmatl"])
+    assert meta["score"] == "pointwise" and set(meta["joint_mi"]) == {"0", "1", "2"}
+    table1 = json.loads(mi_json.read_text())
+    assert table1["score_kind"] == "pointwise" and table1["joint_mi"] >= 0
+    r = run_stage("select", params, tmp_path, "--scores", str(out), "--out", str(masks))
+    assert r.returncode == 0, r.stderr
+    assert len(pd.read_parquet(masks)) == int(train.sum())
 
 
 def test_reruns_identical(outputs, tmp_path):

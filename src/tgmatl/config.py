@@ -201,7 +201,12 @@ class GeometryParams:
 
 @dataclass(frozen=True)
 class MIParams:
+    """``n_neighbors``: k of the k-NN MI estimator. ``score``: the relevance TG-MATL ranks by,
+    ``eq5`` (the paper's ``Σ_k I_k·x̃_ik``) | ``pointwise`` (each training sample's own k-NN MI
+    term between its joint geometry and its class); see :mod:`tgmatl.mi`."""
+
     n_neighbors: int = spec(ge=1)
+    score: Literal["eq5", "pointwise"] = spec()
 
 
 @dataclass(frozen=True)

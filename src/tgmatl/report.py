@@ -112,14 +112,27 @@ def retrieval_markdown(t2: dict, backbones: Sequence[str], setups: Sequence[str]
     return "\n".join(lines)
 
 
+SCORE_KINDS = {
+    "eq5": "Eq. 5, s_i = Σ_k I(x̃_k; y)·x̃_ik",
+    "pointwise": "pointwise MI, each sample's k-NN term of I(joint geometry; class)",
+}
+
+
 def table1_markdown(mi: dict, source: str = "mi.json") -> str:
-    """Table I (per-class relevance scores) and the features' MI, from the score stage's JSON."""
+    """Table I (per-class relevance scores) and the features' MI, from the score stage's JSON.
+
+    ``score_kind`` (``mi.score``) names the score; files written before it existed are Eq. 5.
+    """
     try:
         features = mi["mi"]
         stats = mi["score"]
+        kind = mi.get("score_kind", "eq5")
         lines = ["| feature | I(x̃; y) |", "|---|---|"]
         lines += [f"| {k} | {float(v):.4f} |" for k, v in features.items()]
-        lines += ["", "| class | count | mean | std | min | max |", "|---|---|---|---|---|---|"]
+        if "joint_mi" in mi:
+            lines.append(f"| joint geometry | {float(mi['joint_mi']):.4f} |")
+        lines += ["", f"Relevance score: {SCORE_KINDS[kind]} (`mi.score: {kind}`).", ""]
+        lines += ["| class | count | mean | std | min | max |", "|---|---|---|---|---|---|"]
         for name, st in stats.items():
             std = "–" if st["std"] is None else f"{st['std']:.3f}"
             lines.append(f"| {name} | {int(st['count'])} | {st['mean']:.3f} | {std} | "
@@ -234,8 +247,9 @@ def plot_metrics(results: Results, backbones: Sequence[str], path: Path,
 
 
 def plot_scores(scores: pd.DataFrame, class_names: Sequence[str], path: Path) -> None:
-    """Distribution of the relevance score ``s_i`` (Eq. 5) per class: one value per sample, its
-    mean over the units in which it is a training sample (the values the selection ranks)."""
+    """Distribution of the relevance score ``s_i`` (``mi.score``) per class: one value per
+    sample, its mean over the units in which it is a training sample (the values the selection
+    ranks)."""
     plt = _plt()
     train = scores[scores["role"] == "train"]
     per_sample = train.groupby("sample_id", sort=True).agg(

@@ -14,8 +14,8 @@ that integer, so ``⌊0.29·100⌋ = 29`` (the float product is 28.9999999999999
 
 Randomness: one ``np.random.default_rng(seed)`` draws the classes in ascending class-id order;
 ``R_c`` is drawn from in ascending index order, so the result depends only on the inputs and
-the seed. Per unit the seed is :func:`derive_seed` ``(params seed, repeat, fold)``: units differ, reruns
-are identical.
+the seed. Per unit the seed is :func:`derive_seed` ``(params seed, repeat, fold)``: units differ,
+reruns are identical.
 
 Scope (``sampling.scope``): ``dataset`` (METHOD default) computes one mask per fold over the
 fold's training samples (:func:`select_folds`, the ``select`` stage). ``batch`` (the authors'

@@ -2,11 +2,21 @@
 
 - :mod:`~tgmatl.training.schedule`: seeds, class-balanced / shuffled batch plans.
 - :mod:`~tgmatl.training.loop`: :class:`CompiledFit`, a whole training run in one graph call.
+- :mod:`~tgmatl.training.combiners`: multi-task combiners of :class:`CompiledFit` (fixed weights,
+  uncertainty weighting, GradNorm).
 - :mod:`~tgmatl.training.inputs`: reading and cross-checking one backbone's parquet inputs.
 - :mod:`~tgmatl.training.folds`: one setup on every fold, results and outputs
   (:func:`run_train_stage`, the ``train`` / ``train_tg`` stages).
 """
 
+from tgmatl.training.combiners import (
+    COMBINERS,
+    Combiner,
+    FixedWeights,
+    GradNorm,
+    UncertaintyWeighting,
+    combiner_for,
+)
 from tgmatl.training.folds import (
     TRAINED_SETUPS,
     FoldRun,
@@ -31,15 +41,21 @@ from tgmatl.training.schedule import (
 )
 
 __all__ = [
+    "COMBINERS",
     "TRAINED_SETUPS",
     "VAL_CHUNK",
+    "Combiner",
     "CompiledFit",
     "FitResult",
+    "FixedWeights",
     "FoldRun",
     "FoldTable",
+    "GradNorm",
     "SetupInputs",
     "SetupTrainer",
+    "UncertaintyWeighting",
     "class_balanced_batches",
+    "combiner_for",
     "fold_roles",
     "fold_rng",
     "load_inputs",

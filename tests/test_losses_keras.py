@@ -22,7 +22,7 @@ from tgmatl.losses import (
 
 TRAIN = TrainParams(
     projection=(8,), lr=1e-3, batch_size=16, margin=0.2, box_weight=0.3, epochs=1, patience=1,
-    val_criterion="loss",
+    val_criterion="loss", gradnorm_alpha=1.5, gradnorm_lr=0.01,
 )
 SAMPLING = SamplingParams(
     top_pct=0.5, random_pct=0.1, random="random", scope="dataset", negatives="selected"

@@ -26,7 +26,8 @@ from tgmatl.training import (
 
 CLASSES = ["cow", "deer", "horse"]
 TRAIN = TrainParams(projection=(32, 8), lr=1e-3, batch_size=16, margin=0.1, box_weight=0.5,
-                    epochs=25, patience=5, val_criterion="loss")
+                    epochs=25, patience=5, val_criterion="loss", gradnorm_alpha=1.5,
+                    gradnorm_lr=0.01)
 HEADS = HeadsParams(kind="mlp", l2_grid=(0.1, 1.0, 10.0), inner_folds=3, hidden=0, lr=1e-2,
                     batch_size=16, epochs=60, patience=10)
 SAMPLING = SamplingParams(top_pct=0.3, random_pct=0.2, random="random", scope="dataset",

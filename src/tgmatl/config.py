@@ -240,6 +240,10 @@ class TrainParams:
     # what picks the projection's best epoch on the validation samples: hinge_all (the triplet
     # hinge averaged over *all* valid triplets) | loss (the training loss itself)
     val_criterion: Literal["hinge_all", "loss"] = spec()
+    # GradNorm (multi-task weighting of L_cls, L_box): the asymmetry alpha of the target gradient
+    # norms mean(G)·r_t^alpha, and the gradient-descent step size of the task weights
+    gradnorm_alpha: float = spec(gt=0.0)
+    gradnorm_lr: float = spec(gt=0.0)
 
 
 @dataclass(frozen=True)

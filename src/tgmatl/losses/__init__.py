@@ -2,7 +2,9 @@
 
 Small pieces: :mod:`~tgmatl.losses.distances` (pairwise Euclidean, finite gradient at 0),
 :mod:`~tgmatl.losses.miners` (which triplets), :mod:`~tgmatl.losses.reducers` (how values become
-one number), :mod:`~tgmatl.losses.triplet` (the pure losses) and
+one number), :mod:`~tgmatl.losses.triplet` (the pure losses),
+:mod:`~tgmatl.losses.log_ratio` (log-ratio loss on continuous geometry, CMATL),
+:mod:`~tgmatl.losses.weighting` (uncertainty weighting, GradNorm) and
 :mod:`~tgmatl.losses.keras_losses` (``keras.losses.Loss`` wrappers, ``loss_for_setup``).
 """
 
@@ -11,10 +13,20 @@ from tgmatl.losses.keras_losses import (
     SETUP_LOSSES,
     Y_COLUMNS,
     ClassTripletLoss,
+    CMATLLoss,
     MATLLoss,
     TGMATLLoss,
+    insert_mask,
     loss_for_setup,
     pack_targets,
+    unpack_targets,
+)
+from tgmatl.losses.log_ratio import (
+    LOG_RATIO_EPS,
+    cmatl_loss,
+    cmatl_task_losses,
+    geometry_distances,
+    log_ratio_loss,
 )
 from tgmatl.losses.miners import (
     anchor_negative_mask,
@@ -34,16 +46,27 @@ from tgmatl.losses.triplet import (
     hinge_all_triplet_loss,
     matl_hinge_all,
     matl_loss,
+    matl_task_losses,
     tg_matl_loss,
+    tg_matl_task_losses,
     triplet_loss,
+)
+from tgmatl.losses.weighting import (
+    UW_LOG_VAR_BOUNDS,
+    gradnorm_update,
+    uncertainty_weighted_loss,
+    uncertainty_weights,
 )
 
 __all__ = [
-    "SETUP_LOSSES",
-    "Y_COLUMNS",
+    "CMATLLoss",
     "ClassTripletLoss",
+    "LOG_RATIO_EPS",
     "MATLLoss",
+    "SETUP_LOSSES",
     "TGMATLLoss",
+    "UW_LOG_VAR_BOUNDS",
+    "Y_COLUMNS",
     "anchor_negative_mask",
     "anchor_positive_mask",
     "batch_all_triplet_loss",
@@ -51,20 +74,31 @@ __all__ = [
     "batch_hard_triplet_loss",
     "box_loss",
     "class_loss",
+    "cmatl_loss",
+    "cmatl_task_losses",
+    "geometry_distances",
+    "gradnorm_update",
     "hardest_negative",
     "hardest_positive",
     "hinge_all_triplet_loss",
+    "insert_mask",
     "l2_normalize",
+    "log_ratio_loss",
     "loss_for_setup",
     "masked_pair_distances",
     "matl_hinge_all",
     "matl_loss",
+    "matl_task_losses",
     "mean_over_positive",
     "mean_over_valid",
     "pack_targets",
     "pairwise_distances",
     "pairwise_squared_distances",
     "tg_matl_loss",
+    "tg_matl_task_losses",
     "triplet_loss",
     "triplet_mask",
+    "uncertainty_weighted_loss",
+    "uncertainty_weights",
+    "unpack_targets",
 ]

@@ -138,6 +138,23 @@ def box_loss(emb: tf.Tensor, box_labels: tf.Tensor, margin: float, hard: bool = 
     return triplet_loss(emb, box_labels, margin, hard=hard)
 
 
+def matl_task_losses(
+    emb: tf.Tensor,
+    class_labels: tf.Tensor,
+    box_labels: tf.Tensor,
+    margin: float,
+    hard: bool = False,
+    anchor_mask: tf.Tensor | None = None,
+    negative_mask: tf.Tensor | None = None,
+) -> tf.Tensor:
+    """[2] task losses ``(L_cls, L_box)`` of MATL, for a multi-task combiner (the masks as in
+    :func:`matl_loss`)."""
+    kw = {"hard": hard, "anchor_mask": anchor_mask, "negative_mask": negative_mask}
+    l_cls = triplet_loss(emb, class_labels, margin, **kw)
+    l_box = triplet_loss(emb, box_labels, margin, **kw)
+    return tf.stack([l_cls, l_box])
+
+
 def matl_loss(
     emb: tf.Tensor,
     class_labels: tf.Tensor,
@@ -176,11 +193,7 @@ def tg_matl_loss(
     of unselected samples from the batch). Validation should pass an all-ones mask: the loss
     over all triplets (METHOD.md pitfalls).
     """
-    if negatives not in ("all", "selected"):
-        raise ValueError(f"negatives: {negatives!r} is not one of all|selected")
-    labels = as_labels(class_labels)
-    selected = as_bool_mask(mask, labels)
-    neg_mask = selected if negatives == "selected" else None
+    labels, selected, neg_mask = _tg_masks(class_labels, mask, negatives)
     return matl_loss(
         emb,
         labels,
@@ -190,3 +203,29 @@ def tg_matl_loss(
         anchor_mask=selected,
         negative_mask=neg_mask,
     )
+
+
+def tg_matl_task_losses(
+    emb: tf.Tensor,
+    class_labels: tf.Tensor,
+    box_labels: tf.Tensor,
+    mask: tf.Tensor,
+    margin: float,
+    negatives: Negatives = "all",
+) -> tf.Tensor:
+    """[2] task losses ``(L_cls, L_box)`` of TG-MATL (selection as in :func:`tg_matl_loss`)."""
+    labels, selected, neg_mask = _tg_masks(class_labels, mask, negatives)
+    return matl_task_losses(
+        emb, labels, box_labels, margin, anchor_mask=selected, negative_mask=neg_mask
+    )
+
+
+def _tg_masks(
+    class_labels: tf.Tensor, mask: tf.Tensor, negatives: Negatives
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
+    """(labels, anchor/positive mask, negative mask) of TG-MATL's selection."""
+    if negatives not in ("all", "selected"):
+        raise ValueError(f"negatives: {negatives!r} is not one of all|selected")
+    labels = as_labels(class_labels)
+    selected = as_bool_mask(mask, labels)
+    return labels, selected, (selected if negatives == "selected" else None)

@@ -2,12 +2,22 @@
 
 - :mod:`~tgmatl.training.schedule`: seeds, class-balanced / shuffled batch plans.
 - :mod:`~tgmatl.training.loop`: :class:`CompiledFit`, a whole training run in one graph call.
+- :mod:`~tgmatl.training.combiners`: multi-task combiners of :class:`CompiledFit` (fixed weights,
+  uncertainty weighting, GradNorm).
 - :mod:`~tgmatl.training.inputs`: reading and cross-checking one backbone's parquet inputs.
 - :mod:`~tgmatl.training.setups`: the setups' registry (loss, validation criterion, stage).
 - :mod:`~tgmatl.training.folds`: one setup on every unit (repeat, fold), results and outputs
   (:func:`run_train_stage`, the ``train`` / ``train_tg`` stages).
 """
 
+from tgmatl.training.combiners import (
+    COMBINERS,
+    Combiner,
+    FixedWeights,
+    GradNorm,
+    UncertaintyWeighting,
+    combiner_for,
+)
 from tgmatl.training.folds import (
     TRAINED_SETUPS,
     FoldRun,
@@ -35,10 +45,13 @@ from tgmatl.training.schedule import (
 from tgmatl.training.setups import REGISTRY, Setup, get_setup
 
 __all__ = [
+    "COMBINERS",
     "TRAINED_SETUPS",
     "VAL_CHUNK",
+    "Combiner",
     "CompiledFit",
     "FitResult",
+    "FixedWeights",
     "FoldRun",
     "FoldTable",
     "HeadsRun",
@@ -47,7 +60,10 @@ __all__ = [
     "SetupInputs",
     "SetupTrainer",
     "Unit",
+    "GradNorm",
+    "UncertaintyWeighting",
     "class_balanced_batches",
+    "combiner_for",
     "fold_roles",
     "fold_rng",
     "get_setup",

@@ -4,7 +4,7 @@ report.md) and PNG plots from every setup's results."""
 import pandas as pd
 
 from tgmatl import cli
-from tgmatl.config import EmbedParams, EvalParams
+from tgmatl.config import SETUPS, EmbedParams, EvalParams, TrainParams
 from tgmatl.errors import InputError
 from tgmatl.params import read_section
 from tgmatl.report import run_report
@@ -15,6 +15,9 @@ from tgmatl.splitting import leakage
 def main(args, params):
     backbones = read_section(EmbedParams, params, "embed").backbones
     ev = read_section(EvalParams, params, "eval")
+    chosen = read_section(TrainParams, params, "train").setups
+    # the report's fixed order: the paper's five first, then the ones beyond the paper
+    setups = [s for s in SETUPS if s in chosen or s == "tg_matl"]
     samples = read_samples(args.samples, ("sample_id", "class_id", "class_name", "scene_id",
                                           "image_path", "xmin", "xmax", "ymin", "ymax"))
     try:
@@ -24,7 +27,7 @@ def main(args, params):
     run_report(results_dir=args.results, scores=args.scores, mi=args.mi,
                metrics_out=args.metrics, plots_dir=args.plots, report_out=args.report,
                backbones=backbones, eval_params=ev, claims_out=args.claims,
-               comparisons_out=args.comparisons, leakage=leakage(samples, split))
+               comparisons_out=args.comparisons, leakage=leakage(samples, split), setups=setups)
 
 
 if __name__ == "__main__":

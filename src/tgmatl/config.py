@@ -16,8 +16,20 @@ from tgmatl.params import ParamsError, spec
 GeometryFeature = Literal[
     "width", "height", "area", "squareness", "aspect", "log_aspect", "perimeter", "diagonal"
 ]
-Setup = Literal["wtl", "cltl", "cltl_hard", "matl", "tg_matl"]
-SETUPS: tuple[str, ...] = ("wtl", "cltl", "cltl_hard", "matl", "tg_matl")
+Setup = Literal["wtl", "cltl", "cltl_hard", "matl", "tg_matl", "matl_tuned", "matl_uw",
+                "matl_gradnorm", "cmatl"]
+# The report's fixed order: the paper's five, then the comparisons beyond the paper.
+PAPER_SETUPS: tuple[str, ...] = ("wtl", "cltl", "cltl_hard", "matl", "tg_matl")
+SETUPS: tuple[str, ...] = (*PAPER_SETUPS, "matl_tuned", "matl_uw", "matl_gradnorm", "cmatl")
+SETUP_LABELS: dict[str, str] = {
+    "wtl": "WTL", "cltl": "CLTL", "cltl_hard": "CLTL (Hard)", "matl": "MATL (0.5)",
+    "tg_matl": "TG-MATL", "matl_tuned": "MATL (tuned λ)", "matl_uw": "MATL (uncertainty w.)",
+    "matl_gradnorm": "MATL (GradNorm)", "cmatl": "CMATL (log-ratio)",
+}
+# Setups of the `train` matrix: TG-MATL runs in `train_tg` (it reads sampling.*) and always
+# runs, since every comparison is made against it.
+MatrixSetup = Literal["wtl", "cltl", "cltl_hard", "matl", "matl_tuned", "matl_uw",
+                      "matl_gradnorm", "cmatl"]
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -230,6 +242,12 @@ class SamplingParams:
 # --- training ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TrainParams:
+    """Projection training. ``setups``: the setups of the ``train`` stage matrix besides
+    TG-MATL (which always runs); ``box_weight_grid``: the λ that ``matl_tuned`` chooses from on
+    each unit's validation samples; ``uw_lr``: Adam's step for ``matl_uw``'s log-variances
+    (at the projection's ``lr`` they hardly move); ``gradnorm_*``: ``matl_gradnorm``."""
+
+    setups: tuple[MatrixSetup, ...] = spec(min_len=1)
     projection: tuple[int, ...] = spec(ge=1, min_len=1)
     lr: float = spec(gt=0.0)
     batch_size: int = spec(ge=2)
@@ -240,10 +258,19 @@ class TrainParams:
     # what picks the projection's best epoch on the validation samples: hinge_all (the triplet
     # hinge averaged over *all* valid triplets) | loss (the training loss itself)
     val_criterion: Literal["hinge_all", "loss"] = spec()
+    box_weight_grid: tuple[float, ...] = spec(ge=0.0, le=1.0, min_len=1)
+    uw_lr: float = spec(gt=0.0)
     # GradNorm (multi-task weighting of L_cls, L_box): the asymmetry alpha of the target gradient
     # norms mean(G)·r_t^alpha, and the gradient-descent step size of the task weights
     gradnorm_alpha: float = spec(gt=0.0)
     gradnorm_lr: float = spec(gt=0.0)
+
+    def validate(self, key: str) -> None:
+        if len(set(self.setups)) != len(self.setups):
+            raise ParamsError(f"{key}.setups: duplicate setup in {list(self.setups)}")
+        if len(set(self.box_weight_grid)) != len(self.box_weight_grid):
+            raise ParamsError(f"{key}.box_weight_grid: duplicate value in "
+                              f"{list(self.box_weight_grid)}")
 
 
 @dataclass(frozen=True)

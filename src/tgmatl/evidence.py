@@ -102,9 +102,9 @@ def build_evidence(results_dir: str | Path, results: dict, backbones: Sequence[s
 
 
 def _cell(c: Cell) -> str:
-    from tgmatl.training.setups import REGISTRY
+    from tgmatl.config import SETUP_LABELS
 
-    label = REGISTRY[c[1]].label if c[1] in REGISTRY else c[1]
+    label = SETUP_LABELS.get(c[1], c[1])
     return f"{label} [{c[0]}]"
 
 

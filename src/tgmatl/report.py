@@ -18,11 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tgmatl.config import SETUPS
+from tgmatl.config import PAPER_SETUPS, SETUP_LABELS, SETUPS
 from tgmatl.errors import InputError
 
-SETUP_LABELS = {"wtl": "WTL", "cltl": "CLTL", "cltl_hard": "CLTL (Hard)", "matl": "MATL (0.5)",
-                "tg_matl": "TG-MATL"}
 # Scalars of every unit's test metrics that go into table2.json (mean and std over units).
 TABLE_METRICS = ("accuracy", "f1_macro", "r2", "mse", "class_p_at_1", "class_map_at_r",
                  "box_p_at_1", "box_map_at_r")
@@ -71,6 +69,11 @@ def table2(results: Results) -> dict[str, dict[str, dict[str, float | None]]]:
     return out
 
 
+def _label(setup: str) -> str:
+    """The setup's row label; † marks a setup that is not in the paper."""
+    return SETUP_LABELS.get(setup, setup) + ("" if setup in PAPER_SETUPS else " †")
+
+
 def _pm(row: dict[str, Any], metric: str) -> str:
     mean, std = row.get(f"{metric}_mean"), row.get(f"{metric}_std")
     if mean is None:
@@ -92,7 +95,7 @@ def table2_markdown(t2: dict, backbones: Sequence[str], setups: Sequence[str] = 
     best = {(b, m): _best({s: t2[b][s][f"{m}_mean"] for s in setups})
             for b in backbones for m in ("accuracy", "r2")}
     for s in setups:
-        cells = [SETUP_LABELS.get(s, s)]
+        cells = [_label(s)]
         for b in backbones:
             for m in ("accuracy", "r2"):
                 text = _pm(t2[b][s], m)
@@ -105,7 +108,7 @@ def retrieval_markdown(t2: dict, backbones: Sequence[str], setups: Sequence[str]
     head = ["Setup"] + [f"{b} {m}" for b in backbones for m in ("class MAP@R", "box MAP@R")]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in setups:
-        cells = [SETUP_LABELS.get(s, s)]
+        cells = [_label(s)]
         for b in backbones:
             cells += [_pm(t2[b][s], "class_map_at_r"), _pm(t2[b][s], "box_map_at_r")]
         lines.append("| " + " | ".join(cells) + " |")

@@ -51,6 +51,7 @@ class HeadsRun:
 class FoldRun:
     unit: Unit
     projection: FitResult | None
+    projection_info: dict[str, Any] | None  # variant chosen (matl_tuned), combiner weights
     heads: HeadsRun
     metrics: dict[str, Any]
     per_sample: pd.DataFrame    # one row per test sample: truth, predictions, retrieval terms
@@ -88,8 +89,9 @@ def projection_trainer(setup: str, input_dim: int, n_targets: int, train: TrainP
 
     spec = get_setup(setup)
     model = models.projection_head(input_dim, train.projection)
+    combiner = spec.combiner(train) if spec.combiner is not None else None
     return CompiledFit(model, spec.train_loss(train, sampling), train.lr,
-                       spec.validation_loss(train, sampling), y_dim=n_targets)
+                       spec.validation_loss(train), y_dim=n_targets, combiner=combiner)
 
 
 @functools.cache
@@ -173,12 +175,7 @@ class SetupTrainer:
         self.setup, self.train_p, self.heads_p = setup, train, heads
         self.sampling = sampling if self.spec.uses_sampling else None
         self.n_classes = n_classes
-        self.proj_fit = None
-        self.projection = None
-        if self.spec.trains_projection:
-            self.proj_fit = projection_trainer(setup, input_dim, 2 + n_features, train,
-                                               self.sampling)
-            self.projection = self.proj_fit.model
+        self.projection = None  # the model of the unit's (chosen) projection, once trained
 
     def _weights_schedule(self, batches: np.ndarray, t: FoldTable, tr: np.ndarray,
                           seed: int, unit: Unit) -> np.ndarray | None:
@@ -207,29 +204,63 @@ class SetupTrainer:
         return out
 
     def run_unit(self, inputs: SetupInputs, unit: Unit, seed: int) -> FoldRun:
-        """Train the unit's projection (if the setup has one), then its heads; test metrics."""
+        """Train the unit's projection (if the setup has one), then its heads; test metrics.
+
+        A setup with variants (``matl_tuned``: one per λ) trains each from the same start and
+        keeps the one whose validation embedding retrieves best (mean of class and box MAP@R,
+        same-image references excluded; ties: the earlier variant).
+        """
         from tgmatl import models
 
         t = inputs.units[unit]
         tr, va, _ = fold_roles(inputs, unit)
         x = inputs.x
-        proj_result = None
-        if self.proj_fit is not None:
-            p = self.train_p
-            batches = class_balanced_batches(t.class_id[tr], p.batch_size, p.epochs,
-                                             unit_rng(seed, unit, "batches"))
-            weights = self._weights_schedule(batches, t, tr, seed, unit)
-            y = np.column_stack([t.class_id, t.box_label, t.features]).astype(np.float32)
-            init = models.init_weights(self.projection, unit_rng(seed, unit, "projection"))
-            proj_result = self.proj_fit.fit(init, x[tr], y[tr], x[va], y[va], batches, weights,
-                                            p.epochs, p.patience, val_groups=t.class_id[va])
-            z = self.proj_fit.predict(x)
-        else:
-            z = x
-        return self.evaluate_space(inputs, unit, z, seed, proj_result)
+        if not self.spec.trains_projection:
+            return self.evaluate_space(inputs, unit, x, seed, None, None)
+        p = self.train_p
+        batches = class_balanced_batches(t.class_id[tr], p.batch_size, p.epochs,
+                                         unit_rng(seed, unit, "batches"))
+        weights = self._weights_schedule(batches, t, tr, seed, unit)
+        y = np.column_stack([t.class_id, t.box_label, t.features]).astype(np.float32)
+        variants = self.spec.variants(p) if self.spec.variants is not None else [p]
+        best: tuple[float, FitResult, np.ndarray, dict[str, Any], Any] | None = None
+        tried = []
+        for v in variants:
+            fit = projection_trainer(self.setup, x.shape[1], y.shape[1], v, self.sampling)
+            init = models.init_weights(fit.model, unit_rng(seed, unit, "projection"))
+            res = fit.fit(init, x[tr], y[tr], x[va], y[va], batches, weights, v.epochs,
+                          v.patience, val_groups=t.class_id[va])
+            z = fit.predict(x)
+            info: dict[str, Any] = dict(res.task_summary() or {})
+            key = -np.inf
+            if len(variants) > 1:
+                score = self._validation_retrieval(inputs, t, va, z)
+                key = -np.inf if score is None else score
+                info.update({"box_weight": v.box_weight, "val_retrieval": _round(key)})
+                tried.append({"box_weight": v.box_weight, "val_retrieval": _round(key),
+                              "best_epoch": res.best_epoch})
+            if best is None or key > best[0]:  # strict: ties keep the earlier variant
+                best = (key, res, z, info, fit.model)
+        _, res, z, info, self.projection = best
+        if tried:
+            info["tried"] = tried
+        return self.evaluate_space(inputs, unit, z, seed, res, info or None)
+
+    @staticmethod
+    def _validation_retrieval(inputs: SetupInputs, t: FoldTable, va: np.ndarray,
+                              z: np.ndarray) -> float | None:
+        """Mean of class and box MAP@R among the validation samples (``None``: no query)."""
+        from tgmatl import evaluation
+
+        groups = inputs.image[va] if inputs.image is not None else None
+        values = [evaluation.retrieval_metrics(z[va], labels[va], groups=groups)[
+            "map_at_r"] for labels in (t.class_id, t.box_label)]
+        values = [v for v in values if v is not None]
+        return float(np.mean(values)) if values else None
 
     def evaluate_space(self, inputs: SetupInputs, unit: Unit, z: np.ndarray, seed: int,
-                       projection: FitResult | None = None) -> FoldRun:
+                       projection: FitResult | None = None,
+                       projection_info: dict[str, Any] | None = None) -> FoldRun:
         """Fit the unit's heads on the embeddings ``z`` (all samples, frozen) and compute the
         test metrics. Retrieval uses ``z`` as is when a projection made it, else
         L2-normalised; a query's own image is never among its references."""
@@ -266,8 +297,8 @@ class SetupTrainer:
         for k, name in enumerate(inputs.feature_names):
             per_sample[f"feat_{name}"] = t.features[te, k].astype(np.float64)
             per_sample[f"pred_{name}"] = np.asarray(heads.feature_pred[:, k], np.float64)
-        return FoldRun(unit, projection, heads, metrics, per_sample, space, int(tr.sum()),
-                       int(va.sum()), int(te.sum()))
+        return FoldRun(unit, projection, projection_info, heads, metrics, per_sample, space,
+                       int(tr.sum()), int(va.sum()), int(te.sum()))
 
     def save_unit(self, directory: Path, unit: Unit) -> None:
         """Save the unit's best projection weights: ``r<repeat>_f<fold>.projection.weights.h5``
@@ -349,7 +380,8 @@ def train_setup(
     rows = [{
         "repeat": r.unit[0], "fold": r.unit[1], "n_train": r.n_train, "n_val": r.n_val,
         "n_test": r.n_test,
-        "projection": _fit_summary(r.projection),
+        "projection": (None if r.projection is None else
+                       {**_fit_summary(r.projection), **(r.projection_info or {})}),
         "classifier": r.heads.classifier,
         "regressor": r.heads.regressor,
         "test": _flat_metrics(r.metrics),

@@ -1,4 +1,7 @@
-"""Stage `embed`: one frozen encoder (backbones.<name>) over every sample, to Parquet."""
+"""Stage `embed`: one frozen encoder (backbones.<name>) over every sample, to Parquet.
+
+A backbone with family: precomputed has its stored vectors checked and written instead.
+"""
 
 from tgmatl import cli
 from tgmatl.config import EmbedParams, backbone_section
@@ -8,9 +11,10 @@ from tgmatl.params import read_section, read_seed
 def main(args, params):
     from tgmatl.embed import configure_threads, embed_samples
 
-    configure_threads()  # before TensorFlow starts
     embed = read_section(EmbedParams, params, "embed")
     backbone = backbone_section(params, args.backbone)
+    if backbone.family != "precomputed":  # stored vectors need no TensorFlow
+        configure_threads()  # before TensorFlow starts
     embed_samples(args.samples, args.out, args.backbone, backbone, embed, read_seed(params))
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tgmatl.backbones import FAMILIES, WeightsError, get_family, load_embedder
+from tgmatl.backbones import FAMILIES, WeightsError, get_family, load_embedder, load_encoder
 from tgmatl.backbones import weights as weights_mod
 from tgmatl.backbones.base import sincos_2d
 from tgmatl.backbones.dinov2 import torch_bicubic
@@ -179,6 +179,13 @@ def test_unknown_family_is_rejected_with_its_key():
         get_family("resnet")
     with pytest.raises(ParamsError, match=r"backbones\.nope"):
         backbone_section({"backbones": {}}, "nope")
+
+
+def test_no_encoder_is_built_for_a_precomputed_backbone():
+    pre = parse_section(BackboneParams, {"family": "precomputed", "weights": "x.npy"},
+                        "backbones.pre")
+    with pytest.raises(ParamsError, match=r"backbones\.pre\.family: precomputed has no encoder"):
+        load_encoder(pre, "backbones.pre", 0)
 
 
 def params_raw(family: str) -> dict:

@@ -2,7 +2,9 @@
 
 One class per section; every field is required (defaults live in ``params.yaml`` alone, so there is
 exactly one place to read them). :func:`tgmatl.params.read_section` builds and validates them.
-Cross-field rules go into a ``validate(key)`` method raising :class:`ParamsError`.
+Cross-field rules go into a ``validate(key)`` method raising :class:`ParamsError`; fields that mean
+nothing for some values of others (a precomputed backbone's ``image_size``) are named by a
+``not_applicable(raw)`` static method, must then be left out and read as None.
 """
 
 from __future__ import annotations
@@ -109,23 +111,47 @@ class RandomArchParams:
     mlp_dim: int = spec(ge=1)
 
 
+# The keys of an image encoder; a precomputed backbone (stored vectors) leaves them out.
+ENCODER_KEYS: tuple[str, ...] = ("image_size", "pooling", "projected", "random")
+
+
 @dataclass(frozen=True)
 class BackboneParams:
-    """One frozen encoder (``backbones.<name>``); see ``tgmatl.backbones``."""
+    """One backbone (``backbones.<name>``): a frozen image encoder (``tgmatl.backbones``), or with
+    ``family: precomputed`` a file of stored embeddings (``tgmatl.precomputed``).
 
-    family: Literal["dinov2", "mae", "clip"] = spec()
+    An encoder needs every key. A precomputed backbone has ``family`` and ``weights`` (the
+    ``.npy`` / ``.parquet`` file) only: the encoder keys (:data:`ENCODER_KEYS`) must be left out
+    and read as None.
+    """
+
+    family: Literal["dinov2", "mae", "clip", "precomputed"] = spec()
     weights: str = spec(
         help="'random', a keras-hub preset name or kaggle:// / hf:// handle, a keras-hub preset "
-        "folder, or a Hugging Face checkpoint folder"
+        "folder, or a Hugging Face checkpoint folder; family precomputed: a .npy or .parquet file"
     )
-    image_size: int = spec(ge=8)  # the encoder's input size (pixels, square)
-    pooling: Literal["cls", "cls_mean"] = spec()  # cls_mean: CLS concatenated with patch mean
-    projected: bool = spec()  # clip only: CLS through CLIP's image projection
-    random: RandomArchParams = spec()
+    image_size: int | None = spec(ge=8)  # the encoder's input size (pixels, square)
+    pooling: Literal["cls", "cls_mean"] | None = spec()  # cls_mean: CLS + patch mean
+    projected: bool | None = spec()  # clip only: CLS through CLIP's image projection
+    random: RandomArchParams | None = spec()
+
+    @staticmethod
+    def not_applicable(raw: Mapping) -> dict[str, str]:
+        if isinstance(raw, Mapping) and raw.get("family") == "precomputed":
+            return {k: "family: precomputed (stored vectors, no encoder)" for k in ENCODER_KEYS}
+        return {}
 
     def validate(self, key: str) -> None:
         if not self.weights.strip():
+            if self.family == "precomputed":
+                raise ParamsError(f"{key}.weights: empty; family precomputed needs a .npy or "
+                                  ".parquet file of embeddings")
             raise ParamsError(f"{key}.weights: empty; use 'random', a preset name or a folder")
+        if self.family == "precomputed":
+            return
+        for name in ENCODER_KEYS:  # an explicit null would otherwise pass as "left out"
+            if getattr(self, name) is None:
+                raise ParamsError(f"{key}.{name}: missing (required for family {self.family})")
         if self.projected and self.family != "clip":
             raise ParamsError(
                 f"{key}.projected: true is only defined for family clip (CLIP's image "
@@ -138,6 +164,7 @@ class BackboneParams:
             )
         if self.weights == "random":
             arch = self.random
+            assert arch is not None and self.image_size is not None
             if self.image_size % arch.patch_size:
                 raise ParamsError(
                     f"{key}.image_size: {self.image_size} is not a multiple of "

@@ -21,6 +21,10 @@ family, weights, weights_kind, untrained (``true`` for random weights), image_si
 projected, precision (the compute precision; stored values are float32), bands, resize, dim,
 n_samples, keras_hub_version, keras_version, tensorflow_version (+ seed, random_arch when
 untrained). :func:`read_embeddings` reads it back.
+
+A backbone with ``family: precomputed`` brings its own vectors (a ``.npy`` or ``.parquet`` file,
+:mod:`tgmatl.precomputed`): no images are read and no encoder runs; the output has the same
+columns, with metadata describing the file instead of an encoder.
 """
 
 from __future__ import annotations
@@ -265,7 +269,17 @@ def embed_samples(
     seed: int,
     progress: bool = True,
 ) -> dict[str, float]:
-    """Stage entry: embed ``samples_dir`` with ``backbones.<name>`` into ``out``."""
+    """Stage entry: embed ``samples_dir`` with ``backbones.<name>`` into ``out``.
+
+    ``family: precomputed`` runs no encoder: its stored vectors are checked and written in the
+    same contract (:func:`tgmatl.precomputed.write_precomputed`; ``embed.*`` other than
+    ``row_group_size`` does not apply).
+    """
+    if backbone.family == "precomputed":
+        from tgmatl.precomputed import write_precomputed
+
+        return write_precomputed(samples_dir, out, name, backbone, embed.row_group_size)
+
     from tgmatl.backbones import load_embedder
 
     configure_threads()

@@ -9,6 +9,9 @@ Constraints are attached to dataclass fields through :func:`spec`::
     @dataclass(frozen=True)
     class SamplingParams:
         top_pct: float = spec(gt=0.0, le=1.0)
+
+A class may define ``not_applicable(raw) -> {field: reason}``: those fields must be absent from
+``raw`` (an error naming the key and the reason otherwise) and are set to None.
 """
 
 from __future__ import annotations
@@ -68,9 +71,17 @@ def parse_section(cls: type[T], raw: Any, key: str) -> T:
     if unknown:
         names = ", ".join(f"{key}.{u}" for u in unknown)
         raise ParamsError(f"unknown key(s) {names}; allowed: {', '.join(sorted(fields))}")
+    # fields that mean nothing here (a precomputed backbone's image_size): absent, read as None
+    hook = getattr(cls, "not_applicable", None)
+    skipped: Mapping[str, str] = hook(raw) if hook is not None else {}
     values = {}
     for name, field in fields.items():
         full = f"{key}.{name}"
+        if name in skipped:
+            if name in raw:
+                raise ParamsError(f"{full}: not used with {skipped[name]}; remove the key")
+            values[name] = None
+            continue
         if name not in raw:
             raise ParamsError(f"{full}: missing (required)")
         value = _coerce(raw[name], hints[name], full)

@@ -60,6 +60,11 @@ class Embedder:
 
 def load_encoder(p: BackboneParams, key: str, seed: int) -> tuple[Encoder, WeightsSource]:
     """Build or load the float32 encoder that ``p`` (found at ``key``) describes."""
+    if p.family == "precomputed":
+        raise ParamsError(
+            f"{key}.family: precomputed has no encoder; stage embed reads its stored vectors "
+            "(tgmatl.precomputed)"
+        )
     family = get_family(p.family, f"{key}.family")
     wkey = f"{key}.weights"
     source = resolve(p.weights, wkey, family.preset_names)

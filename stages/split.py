@@ -1,7 +1,7 @@
-"""Stage `split`: held-out test set and stratified folds over the rest -> data/split.parquet."""
+"""Stage `split`: per repeat, a held-out test set and stratified folds -> data/split.parquet."""
 
 from tgmatl import cli
-from tgmatl.config import SplitParams
+from tgmatl.config import EvalParams, SplitParams
 from tgmatl.io import write_parquet
 from tgmatl.params import read_section, read_seed
 from tgmatl.samples import read_samples
@@ -10,8 +10,12 @@ from tgmatl.splitting import make_split
 
 def main(args, params):
     p = read_section(SplitParams, params, "split")
-    samples = read_samples(args.samples, ("sample_id", "class_id", "xmin", "xmax", "ymin", "ymax"))
-    write_parquet(args.out, make_split(samples, p, read_seed(params)))
+    e = read_section(EvalParams, params, "eval")
+    columns = ["sample_id", "class_id", "xmin", "xmax", "ymin", "ymax"]
+    if p.group == "scene":
+        columns.append("scene_id")
+    samples = read_samples(args.samples, columns)
+    write_parquet(args.out, make_split(samples, p, e, read_seed(params)))
 
 
 if __name__ == "__main__":

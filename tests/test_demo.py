@@ -32,7 +32,8 @@ SCENE_EXT = (".jpg", ".png", ".tif")
 BASE = {
     "n_scenes": 4, "width": 640, "height": 480, "n_targets": 20,
     "classes": ["cow", "deer", "horse"], "class_weights": [116, 51, 73],
-    "geotiff_fraction": 0.5, "thermal": "file", "touching_fraction": 0.15,
+    "geotiff_fraction": 0.5, "thermal": "file", "mixed_scene_fraction": 0.4,
+    "touching_fraction": 0.15,
     "occlusion_fraction": 0.25, "jpeg_quality": 92, "image_format": "jpg", "gsd_m": 0.02,
 }
 
@@ -194,6 +195,26 @@ def test_geometry_informs_class_but_overlaps(survey240):
                 RandomForestClassifier(100, min_samples_leaf=3, random_state=0)):
         acc = cross_val_score(clf, x, y, cv=cv).mean()
         assert 116 / 240 + 0.05 < acc < 0.95, acc  # informative, but not a give-away
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.4, 0.9])
+def test_mixed_scene_fraction(fraction):
+    """Exchanges mix the requested share of scenes, keeping scene sizes and class totals."""
+    p = params(n_scenes=96, width=800, height=600, n_targets=240, mixed_scene_fraction=fraction)
+    plans = survey_mod.plan_survey(p, np.random.default_rng(5))
+    ids = [[a.class_id for a in scene] for scene in plans]
+    assert len(ids) == 96 and min(map(len, ids)) >= 1
+    assert np.bincount(sum(ids, [])).tolist() == class_counts((116, 51, 73), 240)
+    mixed = sum(len(set(s)) > 1 for s in ids)
+    multi = sum(len(s) > 1 for s in ids)
+    if fraction == 0.0:
+        assert mixed <= 2  # herds only: at most the class boundaries mix
+    else:  # the requested share (one over: an exchange may mix two), or near every scene of
+        # more than one animal
+        target = round(fraction * 96)
+        assert min(target, multi - 2) <= mixed <= target + 1
+    again = survey_mod.plan_survey(p, np.random.default_rng(5))
+    assert again == plans
 
 
 # --- thermal ----------------------------------------------------------------------------------

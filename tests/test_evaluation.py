@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, mean_squared_error, r2_score, recall_score
 
-from tgmatl.evaluation import classification_metrics, regression_metrics, retrieval_metrics
+from tgmatl.evaluation import (
+    classification_metrics,
+    neighbour_order,
+    regression_metrics,
+    retrieval_metrics,
+)
+
+DOC_EMB = np.array([[0.0], [1.2], [3.0], [2.0], [10.0], [11.0]])
+DOC_LABELS = np.array(["A", "A", "A", "B", "B", "B"])
 
 
 def test_map_at_r_hand_built_case():
@@ -14,6 +22,86 @@ def test_map_at_r_hand_built_case():
     m = retrieval_metrics(emb, labels, prefix="class_")
     assert m["class_map_at_r"] == pytest.approx(1 / 3)
     assert m["class_p_at_1"] == pytest.approx(0.5)
+
+
+def test_groups_hand_built_case():
+    """The module docstring's example with groups: 0 and 1.2 share an image."""
+    groups = np.array(["g", "g", "p3", "p2", "p10", "p11"])
+    m, per = retrieval_metrics(DOC_EMB, DOC_LABELS, "class_", groups=groups, per_query=True)
+    assert m["class_map_at_r"] == pytest.approx(5 / 24)
+    assert m["class_p_at_1"] == pytest.approx(1 / 3)
+    np.testing.assert_allclose(per["ap"], [0, 0, 0.25, 0, 0.5, 0.5])
+    np.testing.assert_array_equal(per["hit_at_1"], [0, 0, 0, 0, 1, 1])
+    order = neighbour_order(DOC_EMB, groups)
+    assert order[0].tolist() == [3, 2, 4, 5, -1]  # 1.2 (same image) is no reference
+    # a precomputed order, with or without the groups, gives the same numbers
+    assert retrieval_metrics(DOC_EMB, DOC_LABELS, "class_", order, groups) == m
+    assert retrieval_metrics(DOC_EMB, DOC_LABELS, "class_", neighbour_order(DOC_EMB),
+                             groups) == m
+
+
+def test_per_query_terms_average_to_the_metrics_and_nan_without_match():
+    m, per = retrieval_metrics(DOC_EMB, DOC_LABELS, per_query=True)
+    np.testing.assert_allclose(per["ap"], [0.5, 0.25, 0.25, 0, 0.5, 0.5])
+    assert np.nanmean(per["ap"]) == pytest.approx(m["map_at_r"])
+    assert np.nanmean(per["hit_at_1"]) == pytest.approx(m["p_at_1"])
+    # label C's only other member is in its group: no match, NaN, left out of the means
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    groups = np.array([0, 1, 2, 3, 4, 4])
+    emb = np.array([[0.0], [0.1], [5.0], [5.1], [10.0], [10.1]])
+    m, per = retrieval_metrics(emb, labels, groups=groups, per_query=True)
+    assert np.isnan(per["ap"][4:]).all() and np.isnan(per["hit_at_1"][4:]).all()
+    assert not np.isnan(per["ap"][:4]).any()
+    assert m["p_at_1"] == pytest.approx(1.0)
+
+
+def _brute_force(emb, labels, groups):
+    """Straight from the definitions: per query, sort the allowed references by distance."""
+    aps, hits = [], []
+    for i in range(len(labels)):
+        refs = [j for j in range(len(labels)) if j != i and groups[j] != groups[i]]
+        refs.sort(key=lambda j: (np.linalg.norm(emb[i] - emb[j]), j))
+        rel = np.array([labels[j] == labels[i] for j in refs], float)
+        r = int(rel.sum())
+        if r == 0:
+            continue
+        prec = np.cumsum(rel[:r]) / np.arange(1, r + 1)
+        aps.append((prec * rel[:r]).sum() / r)
+        hits.append(rel[0])
+    return np.mean(hits), np.mean(aps)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_groups_match_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    n = 40
+    emb = rng.normal(size=(n, 3))
+    labels = rng.integers(0, 3, n)
+    groups = rng.integers(0, 15, n)
+    emb[1] = emb[0]  # an identical twin in another group
+    m = retrieval_metrics(emb, labels, groups=groups)
+    p1, mapr = _brute_force(emb, labels, groups)
+    assert m["p_at_1"] == pytest.approx(p1) and m["map_at_r"] == pytest.approx(mapr)
+    # without groups, every other sample is a reference
+    m = retrieval_metrics(emb, labels)
+    p1, mapr = _brute_force(emb, labels, np.arange(n))
+    assert m["p_at_1"] == pytest.approx(p1) and m["map_at_r"] == pytest.approx(mapr)
+
+
+def test_identical_image_twins_inflate_retrieval_without_groups():
+    """Twins (two targets in one tile, one embedding) are perfect hits unless grouped out."""
+    rng = np.random.default_rng(3)
+    labels = np.repeat([0, 1], 20)
+    emb = rng.normal(size=(40, 8))
+    emb[1::2] = emb[0::2]  # pairs of same-label twins with one embedding
+    image = np.arange(40) // 2
+    assert retrieval_metrics(emb, labels)["p_at_1"] == 1.0
+    assert retrieval_metrics(emb, labels, groups=image)["p_at_1"] < 0.8
+
+
+def test_groups_shape_checked():
+    with pytest.raises(ValueError, match="groups"):
+        retrieval_metrics(DOC_EMB, DOC_LABELS, groups=np.arange(5))
 
 
 def test_retrieval_perfect_clusters_and_self_match_excluded():

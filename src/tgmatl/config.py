@@ -45,6 +45,8 @@ class DemoParams:
     class_weights: tuple[float, ...] = spec(gt=0.0)
     geotiff_fraction: float = spec(ge=0.0, le=1.0)
     thermal: Literal["file", "band", "none"] = spec()
+    # share of scenes holding several species (the rest: single-species herds)
+    mixed_scene_fraction: float = spec(ge=0.0, le=1.0)
     touching_fraction: float = spec(ge=0.0, le=1.0)
     occlusion_fraction: float = spec(ge=0.0, le=1.0)
     jpeg_quality: int = spec(ge=50, le=100)

@@ -2,13 +2,17 @@
 
 Retrieval metrics (Musgrave et al., "A Metric Learning Reality Check", 2020) use Euclidean
 distance in the given space (callers pass L2-normalised embeddings), exclude the query itself,
-and break distance ties by sample index. A query whose label no other sample shares has no
+and break distance ties by sample index. A query whose label no reference shares has no
 correct answer and is left out of both metrics.
 
-- precision@1: share of queries whose nearest other sample has the query's label.
-- MAP@R: for a query with ``R`` other samples of its label, the mean over ``k = 1..R`` of
-  ``P(k) * rel(k)``, where ``rel(k)`` is 1 when the ``k``-th nearest sample shares the label and
-  ``P(k)`` is the precision of the first ``k``; averaged over queries.
+- precision@1: share of queries whose nearest reference has the query's label.
+- MAP@R: for a query with ``R`` references of its label, the mean over ``k = 1..R`` of
+  ``P(k) * rel(k)``, where ``rel(k)`` is 1 when the ``k``-th nearest reference shares the label
+  and ``P(k)`` is the precision of the first ``k``; averaged over queries.
+
+A query's references are all other samples; with ``groups`` (e.g. each sample's image path),
+also without the samples of the query's own group: a target's identical-image twin (two
+targets in one tile) is neither a hit nor counted in ``R``.
 
 Hand-built example (1-D points, label A at 0, 1.2, 3 and label B at 2, 10, 11; R = 2 for all)::
 
@@ -19,11 +23,22 @@ Hand-built example (1-D points, label A at 0, 1.2, 3 and label B at 2, 10, 11; R
     query 10  (B): nearest 11 B, 3 A         -> AP = 0.5,              hit@1
     query 11  (B): nearest 10 B, 3 A         -> AP = 0.5,              hit@1
     MAP@R = (0.5 + 0.25 + 0.25 + 0 + 0.5 + 0.5) / 6 = 1/3;  precision@1 = 3/6 = 0.5
+
+The same points with groups: 0 and 1.2 share an image (group g), every other point is alone.
+Queries 0 and 1.2 lose each other as references (R = 1: only 3 is an A reference)::
+
+    query 0   (A): nearest 2 B, 3 A          -> AP = 0/1               = 0
+    query 1.2 (A): nearest 2 B, 3 A          -> AP = 0
+    query 3   (A): nearest 2 B, 1.2 A        -> AP = (0 + 1/2)/2       = 0.25
+    query 2   (B): nearest 1.2 A, 3 A        -> AP = 0
+    query 10  (B), query 11 (B): as above    -> AP = 0.5 each,         hit@1
+    MAP@R = (0 + 0 + 0.25 + 0 + 0.5 + 0.5) / 6 = 5/24;  precision@1 = 2/6 = 1/3
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, overload
 
 import numpy as np
 from sklearn.metrics import f1_score, mean_squared_error, r2_score
@@ -63,37 +78,80 @@ def regression_metrics(
     }
 
 
-def neighbour_order(emb: np.ndarray) -> np.ndarray:
-    """Row ``i``: the other samples sorted by distance to ``i`` (ties: lower index first)."""
+def neighbour_order(emb: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """``[n, n-1]``: row ``i`` holds the references of query ``i`` sorted by distance (ties: lower
+    index first), then ``-1`` for every excluded sample (those of ``i``'s group, with ``groups``).
+    """
     emb = np.asarray(emb, np.float64)
+    n = emb.shape[0]
     sq = (emb**2).sum(axis=1)
     d2 = np.maximum(sq[:, None] - 2.0 * emb @ emb.T + sq[None, :], 0.0)
-    np.fill_diagonal(d2, np.inf)
-    order = np.argsort(d2, axis=1, kind="stable")
-    return order[:, :-1]  # the last column is the query itself (distance inf)
+    excluded = np.eye(n, dtype=bool)
+    if groups is not None:
+        groups = _check_groups(groups, n)
+        excluded |= groups[:, None] == groups[None, :]
+    d2[excluded] = np.inf
+    order = np.argsort(d2, axis=1, kind="stable")[:, : n - 1]  # the query itself sorts last
+    if groups is not None:
+        order[np.take_along_axis(excluded, order, axis=1)] = -1
+    return order
 
 
-def retrieval_metrics(emb: np.ndarray, labels: np.ndarray, prefix: str = "",
-                      order: np.ndarray | None = None) -> dict:
+def _check_groups(groups: np.ndarray, n: int) -> np.ndarray:
+    groups = np.asarray(groups)
+    if groups.shape != (n,):
+        raise ValueError(f"groups: expected {n} values (one per sample), got shape {groups.shape}")
+    return groups
+
+
+@overload
+def retrieval_metrics(
+    emb: np.ndarray, labels: np.ndarray, prefix: str = "", order: np.ndarray | None = None,
+    groups: np.ndarray | None = None, per_query: Literal[False] = False,
+) -> dict: ...
+@overload
+def retrieval_metrics(
+    emb: np.ndarray, labels: np.ndarray, prefix: str = "", order: np.ndarray | None = None,
+    groups: np.ndarray | None = None, *, per_query: Literal[True],
+) -> tuple[dict, dict[str, np.ndarray]]: ...
+def retrieval_metrics(
+    emb: np.ndarray, labels: np.ndarray, prefix: str = "", order: np.ndarray | None = None,
+    groups: np.ndarray | None = None, per_query: bool = False,
+) -> dict | tuple[dict, dict[str, np.ndarray]]:
     """``{prefix}p_at_1`` and ``{prefix}map_at_r``; ``None`` when no query has a match.
 
-    ``order``: :func:`neighbour_order` of ``emb``, when already computed (several label sets).
+    ``order``: :func:`neighbour_order` of ``emb`` (computed with the same ``groups``), when
+    already computed (several label sets). ``groups``: [n] group of each sample (e.g. its image
+    path); a query's own group is no reference. ``per_query=True`` also returns
+    ``{"ap": [n], "hit_at_1": [n]}`` (float, NaN for a query without a match): the per-sample
+    terms whose means are ``map_at_r`` and ``p_at_1``.
     """
     labels = np.asarray(labels)
     n = len(labels)
-    if n < 2:
-        return {f"{prefix}p_at_1": None, f"{prefix}map_at_r": None}
-    if order is None:
-        order = neighbour_order(emb)
-    rel = labels[order] == labels[:, None]  # [n, n-1]
-    r = rel.sum(axis=1)
-    queries = np.flatnonzero(r > 0)
-    if len(queries) == 0:
-        return {f"{prefix}p_at_1": None, f"{prefix}map_at_r": None}
-    p1 = rel[queries, 0].mean()
-    aps = []
-    for i in queries:
-        hits = rel[i, : r[i]]
-        precision = np.cumsum(hits) / np.arange(1, r[i] + 1)
-        aps.append((precision * hits).sum() / r[i])
-    return {f"{prefix}p_at_1": float(p1), f"{prefix}map_at_r": float(np.mean(aps))}
+    ap = np.full(n, np.nan)
+    hit = np.full(n, np.nan)
+    if n >= 2:
+        if order is None:
+            order = neighbour_order(emb, groups)
+        valid = order >= 0
+        if groups is not None:  # also when ``order`` was computed without them
+            groups = _check_groups(groups, n)
+            valid &= groups[np.where(valid, order, 0)] != groups[:, None]
+        rel = (labels[np.where(valid, order, 0)] == labels[:, None]) & valid  # [n, n-1]
+        # excluded samples may sit anywhere in a caller's order: rank the valid ones only
+        ranked = np.argsort(~valid, axis=1, kind="stable")
+        rel = np.take_along_axis(rel, ranked, axis=1)
+        r = rel.sum(axis=1)
+        for i in np.flatnonzero(r > 0):
+            hits = rel[i, : r[i]]
+            precision = np.cumsum(hits) / np.arange(1, r[i] + 1)
+            ap[i] = (precision * hits).sum() / r[i]
+            hit[i] = float(rel[i, 0])
+    has = ~np.isnan(ap)
+    out = {
+        f"{prefix}p_at_1": float(hit[has].mean()) if has.any() else None,
+        f"{prefix}map_at_r": float(ap[has].mean()) if has.any() else None,
+    }
+    if per_query:
+        return out, {"ap": ap, "hit_at_1": hit}
+    return out

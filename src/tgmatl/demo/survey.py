@@ -78,18 +78,23 @@ def check_fits(p: DemoParams) -> None:
 
 
 def plan_survey(p: DemoParams, rng: np.random.Generator) -> list[list[AnimalPlan]]:
-    """Which animals each scene holds. Scenes are mostly single-species herds with mixed edges."""
+    """Which animals each scene holds: single-species herds, and a share of mixed scenes.
+
+    Herds are consecutive runs of the class-sorted targets; then pairs of scenes exchange a few
+    animals of different species until ``demo.mixed_scene_fraction`` of the scenes hold several
+    species (or no exchange is left: a one-animal scene is never mixed). Exchanges keep every
+    scene's size and every class's total.
+    """
     counts = class_counts(p.class_weights, p.n_targets)
     ids = np.repeat(np.arange(len(counts)), counts)
-    # sorting by a jittered class id groups species into herds while letting neighbours mix
-    ids = ids[np.argsort(ids + rng.normal(0.0, 0.35, ids.size), kind="stable")]
     cap = scene_capacity(p)
     sizes = 1 + rng.multinomial(p.n_targets - p.n_scenes, rng.dirichlet(np.full(p.n_scenes, 4.0)))
     while sizes.max() > cap:  # move overflow to the emptiest scenes
         sizes[np.argmax(sizes)] -= 1
         sizes[np.argmin(sizes)] += 1
     chunks = np.split(ids, np.cumsum(sizes)[:-1])
-    chunks = [chunks[i] for i in rng.permutation(p.n_scenes)]
+    chunks = [chunks[i].copy() for i in rng.permutation(p.n_scenes)]
+    _mix_scenes(chunks, round(p.mixed_scene_fraction * p.n_scenes), rng)
     chunks = [c[rng.permutation(c.size)] for c in chunks]
 
     # touching: never the first animal of a scene (it needs a partner placed before it)
@@ -103,6 +108,38 @@ def plan_survey(p: DemoParams, rng: np.random.Generator) -> list[list[AnimalPlan
     for i, (s, k) in enumerate(slots):
         plans[s].append(AnimalPlan(int(chunks[s][k]), i in touching, i in occluded))
     return plans
+
+
+def _mix_scenes(chunks: list[np.ndarray], n_mixed: int, rng: np.random.Generator) -> None:
+    """Exchange animals between scenes (in place) until ``n_mixed`` scenes hold several classes.
+
+    Each step takes a random single-species scene ``i`` (class ``a``, >= 2 animals) and a random
+    partner ``j`` holding other classes, and swaps ``k`` of ``i``'s animals for ``k`` non-``a``
+    animals of ``j``; ``k`` is drawn so that both scenes end up mixed. Every step mixes one more
+    scene at least, so the loop ends.
+    """
+    n_classes = int(max(c.max() for c in chunks)) + 1
+    while True:
+        m = np.stack([np.bincount(c, minlength=n_classes) for c in chunks])  # [scenes, classes]
+        size = m.sum(axis=1)
+        mixed = (m > 0).sum(axis=1) > 1
+        pure = np.flatnonzero(~mixed & (size >= 2))
+        if mixed.sum() >= n_mixed or pure.size == 0:
+            return
+        a = m[pure].argmax(axis=1)
+        other = size[None, :] - m[:, a].T  # [pure, scenes]: animals of j not of i's class
+        kmax = np.minimum(np.minimum(size[pure, None] // 2, size[None, :] // 2),
+                          other - mixed[None, :])
+        kmax[np.arange(pure.size), pure] = 0
+        options = np.argwhere(kmax >= 1)
+        if options.size == 0:
+            return
+        pi, j = options[rng.integers(len(options))]
+        i = int(pure[pi])
+        k = int(rng.integers(1, kmax[pi, j] + 1))
+        give = rng.choice(np.flatnonzero(chunks[j] != a[pi]), k, replace=False)
+        take = np.arange(k)  # i is single-species: any k of its animals
+        chunks[i][take], chunks[j][give] = chunks[j][give], chunks[i][take].copy()
 
 
 def _geo(index: int, p: DemoParams) -> Affine:
@@ -129,7 +166,7 @@ def generate_survey(params: DemoParams, seed: int, out_dir: Path) -> dict:
 
     per_class = [0] * len(p.classes)
     per_folder = [0] * len(p.classes)
-    touching = occluded = 0
+    touching = occluded = n_mixed = 0
     with atomic_dir(out_dir) as tmp:
         (tmp / "classes.txt").write_text("".join(f"{c}\n" for c in p.classes))
         for i in tqdm(range(p.n_scenes), desc="demo scenes", unit="scene"):
@@ -152,6 +189,7 @@ def generate_survey(params: DemoParams, seed: int, out_dir: Path) -> dict:
             for c in ids:
                 per_class[c] += 1
             per_folder[majority] += 1
+            n_mixed += len(set(ids)) > 1
             touching += res.n_touching
             occluded += res.n_occluded
 
@@ -160,14 +198,16 @@ def generate_survey(params: DemoParams, seed: int, out_dir: Path) -> dict:
         "targets": sum(per_class),
         "per_class": dict(zip(p.classes, per_class, strict=True)),
         "scenes_per_folder": dict(zip(p.classes, per_folder, strict=True)),
+        "mixed_scenes": n_mixed,
         "geotiff_scenes": len(geotiff),
         "thermal": p.thermal,
         "touching": touching,
         "occluded": occluded,
     }
     log.info(
-        "demo: %d scenes (%d GeoTIFF), %d targets: %s; %d touching, %d partly occluded",
-        p.n_scenes, len(geotiff), summary["targets"],
+        "demo: %d scenes (%d GeoTIFF, %d with several species), %d targets: %s; %d touching, "
+        "%d partly occluded",
+        p.n_scenes, len(geotiff), n_mixed, summary["targets"],
         ", ".join(f"{k} {v}" for k, v in summary["per_class"].items()), touching, occluded,
     )
     return summary

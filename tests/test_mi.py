@@ -87,7 +87,8 @@ def make_samples(n=60, seed=0):
 def make_split(n=60, folds=3):
     test = np.arange(n) % 5 == 0
     fold = np.where(test, -1, np.arange(n) % folds).astype(np.int32)
-    return pd.DataFrame({"sample_id": [f"s{i:05d}" for i in range(n)], "test": test, "fold": fold})
+    return pd.DataFrame({"repeat": np.int32(0), "sample_id": [f"s{i:05d}" for i in range(n)],
+                         "test": test, "fold": fold})
 
 
 def test_roles():
@@ -100,14 +101,14 @@ def test_score_folds_fitted_on_train_only():
     samples, split = make_samples(), make_split()
     table, meta = score_folds(samples, split, GEOM, MI, seed=0)
     assert len(table) == 3 * len(samples)
-    assert meta["features"] == ["area", "squareness"] and set(meta["mi"]) == {"0", "1", "2"}
+    assert meta["features"] == ["area", "squareness"] and set(meta["mi"]) == {"0/0", "0/1", "0/2"}
     for fold, part in table.groupby("fold"):
         train = part[part.role == "train"]
         # min-max of the training samples: exactly [0, 1] on them
         for col in ("feat_area", "feat_squareness"):
             assert train[col].min() == 0.0 and train[col].max() == 1.0
             assert part[col].between(0, 1).all()
-        mi = np.array([meta["mi"][str(fold)][f] for f in meta["features"]])
+        mi = np.array([meta["mi"][f"0/{fold}"][f] for f in meta["features"]])
         xn = part[["feat_area", "feat_squareness"]].to_numpy()
         np.testing.assert_allclose(part["score"], xn @ mi)
         assert set(part["box_label"]) <= {0, 1, 2}
@@ -285,7 +286,7 @@ def test_score_folds_pointwise():
     table, meta = score_folds(samples, split, GEOM, PMI, seed=0)
     eq5, meta5 = score_folds(samples, split, GEOM, MI, seed=0)
     assert meta["score"] == "pointwise" and meta5["score"] == "eq5" and "joint_mi" not in meta5
-    assert meta["mi"] == meta5["mi"] and set(meta["joint_mi"]) == {"0", "1", "2"}
+    assert meta["mi"] == meta5["mi"] and set(meta["joint_mi"]) == {"0/0", "0/1", "0/2"}
     # features and box labels do not depend on the score
     pd.testing.assert_frame_equal(table.drop(columns="score"), eq5.drop(columns="score"))
     for fold, part in table.groupby("fold"):
@@ -294,7 +295,7 @@ def test_score_folds_pointwise():
         xn = part[["feat_area", "feat_squareness"]].to_numpy()[train]
         expect = pointwise_scores(xn, part["class_id"].to_numpy()[train], 3, 0)
         np.testing.assert_array_equal(part["score"].to_numpy()[train], expect)
-        assert meta["joint_mi"][str(fold)] == pytest.approx(max(0.0, expect.mean()), abs=1e-12)
+        assert meta["joint_mi"][f"0/{fold}"] == pytest.approx(max(0.0, expect.mean()), abs=1e-12)
     # a test sample's box changes nothing fitted
     moved = samples.copy()
     moved.loc[int(np.flatnonzero(split.test)[0]), "xmax"] = 500.0

@@ -18,6 +18,7 @@ SCRIPTS = {"select": "select_masks"}  # stage name -> script (select.py would sh
 PARAMS = {
     "seed": 0,
     "split": {"test_size": 0.5, "folds": 3, "geometry_bins": 2, "group": "none"},
+    "eval": {"repeats": 2, "resplit": True, "alpha": 0.05},
     "geometry": {"features": ["area", "squareness"], "box_label": {"method": "kmeans", "k": 3}},
     "mi": {"n_neighbors": 3, "score": "eq5"},
     "sampling": {
@@ -109,16 +110,22 @@ def outputs(tmp_path_factory):
 def test_split_output(outputs):
     _, samples, paths = outputs
     split = pd.read_parquet(paths["split"])
-    assert list(split.columns) == ["sample_id", "test", "fold"]
+    assert list(split.columns) == ["repeat", "sample_id", "test", "fold"]
     assert str(split.fold.dtype) == "int32" and str(split.test.dtype) == "bool"
-    assert split.sample_id.tolist() == samples.sample_id.tolist()
-    assert set(split.fold[~split.test]) == {0, 1, 2} and (split.fold[split.test] == -1).all()
+    assert set(split.repeat) == {0, 1}
+    for _, rep in split.groupby("repeat"):
+        assert rep.sample_id.tolist() == samples.sample_id.tolist()
+        assert set(rep.fold[~rep.test]) == {0, 1, 2} and (rep.fold[rep.test] == -1).all()
+    # resplit: the second repeat redraws the test split too
+    assert (split.test[split.repeat == 0].to_numpy() != split.test[split.repeat == 1]
+            .to_numpy()).any()
 
 
 def test_scores_output(outputs):
     _, samples, paths = outputs
     scores = pd.read_parquet(paths["scores"])
     assert list(scores.columns) == [
+        "repeat",
         "fold",
         "sample_id",
         "role",
@@ -130,12 +137,13 @@ def test_scores_output(outputs):
     ]
     assert str(scores.fold.dtype) == "int32" and str(scores.box_label.dtype) == "int32"
     assert str(scores.score.dtype) == "float64"
-    assert len(scores) == 3 * len(samples)
+    assert len(scores) == 2 * 3 * len(samples)
     assert set(scores.role) == {"train", "val", "test"}
     assert scores[["feat_area", "feat_squareness"]].stack().between(0, 1).all()
     meta = json.loads(pq.read_schema(paths["scores"]).metadata[b"tgmatl"])
     assert meta["features"] == ["area", "squareness"]
-    assert set(meta["mi"]) == {"0", "1", "2"} and set(meta["mi"]["0"]) == {"area", "squareness"}
+    assert set(meta["mi"]) == {f"{r}/{f}" for r in range(2) for f in range(3)}
+    assert set(meta["mi"]["0/0"]) == {"area", "squareness"}
     table1 = json.loads(paths["mi"].read_text())
     assert set(table1) == {"mi", "score_kind", "score"} and table1["score_kind"] == "eq5"
     assert meta["score"] == "eq5"
@@ -148,13 +156,13 @@ def test_masks_output(outputs):
     _, _, paths = outputs
     masks = pd.read_parquet(paths["masks"])
     scores = pd.read_parquet(paths["scores"])
-    assert list(masks.columns) == ["fold", "sample_id", "mask"]
+    assert list(masks.columns) == ["repeat", "fold", "sample_id", "mask"]
     assert str(masks.fold.dtype) == "int32" and str(masks["mask"].dtype) == "bool"
     train = scores[scores.role == "train"]
     assert len(masks) == len(train)
-    # per fold and class: n_top + n_rand = ⌊0.2 n⌋ (>= 1) + ⌊0.2 n⌋
-    merged = masks.merge(train, on=["fold", "sample_id"])
-    for _, g in merged.groupby(["fold", "class_id"]):
+    # per unit and class: n_top + n_rand = ⌊0.2 n⌋ (>= 1) + ⌊0.2 n⌋
+    merged = masks.merge(train, on=["repeat", "fold", "sample_id"])
+    for _, g in merged.groupby(["repeat", "fold", "class_id"]):
         n = len(g)
         assert g["mask"].sum() == max(1, int(0.2 * n + 1e-9)) + int(0.2 * n + 1e-9)
 
@@ -174,7 +182,8 @@ def test_pointwise_score_then_select(outputs, tmp_path):
     eq5 = pd.read_parquet(paths["scores"])
     assert not np.allclose(scores.score[train], eq5.score[train])
     meta = json.loads(pq.read_schema(out).metadata[b"tgmatl"])
-    assert meta["score"] == "pointwise" and set(meta["joint_mi"]) == {"0", "1", "2"}
+    assert meta["score"] == "pointwise"
+    assert set(meta["joint_mi"]) == {f"{r}/{f}" for r in range(2) for f in range(3)}
     table1 = json.loads(mi_json.read_text())
     assert table1["score_kind"] == "pointwise" and table1["joint_mi"] >= 0
     r = run_stage("select", params, tmp_path, "--scores", str(out), "--out", str(masks))

@@ -25,9 +25,11 @@ from tgmatl.training import (
 )
 
 CLASSES = ["cow", "deer", "horse"]
-TRAIN = TrainParams(projection=(32, 8), lr=1e-3, batch_size=16, margin=0.1, box_weight=0.5,
-                    epochs=25, patience=5, val_criterion="loss", gradnorm_alpha=1.5,
-                    gradnorm_lr=0.01)
+TRAIN = TrainParams(
+    setups=("wtl", "cltl", "cltl_hard", "matl"), box_weight_grid=(0.25, 0.75), uw_lr=0.01,
+    projection=(32, 8), lr=1e-3, batch_size=16, margin=0.1, box_weight=0.5,
+    epochs=25, patience=5, val_criterion="loss", gradnorm_alpha=1.5,
+    gradnorm_lr=0.01)
 HEADS = HeadsParams(kind="mlp", l2_grid=(0.1, 1.0, 10.0), inner_folds=3, hidden=0, lr=1e-2,
                     batch_size=16, epochs=60, patience=10)
 SAMPLING = SamplingParams(top_pct=0.3, random_pct=0.2, random="random", scope="dataset",
@@ -291,3 +293,46 @@ def test_stage_script_reports_missing_masks(fake, tmp_path, repo_root):
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "needs --masks" in proc.stderr
+
+
+# --- setups beyond the paper and probe heads ----------
+def test_every_registered_setup_trains_on_a_unit(inputs):
+    from tgmatl.training import REGISTRY
+
+    probe = dataclasses.replace(HEADS, kind="probe")
+    for name, spec in REGISTRY.items():
+        sampling = SAMPLING if spec.uses_sampling else None
+        results, runs = train_setup(inputs, name, TRAIN, probe, sampling, seed=0,
+                                    progress=False)
+        assert results["label"] == spec.label and results["in_paper"] == spec.in_paper
+        row = results["units"][0]
+        assert row["classifier"]["kind"] == "probe" and row["classifier"]["l2"] in (0.1, 1, 10)
+        assert results["summary"]["accuracy_mean"] >= 0.8, name
+        proj = row["projection"]
+        if name == "matl_tuned":
+            # one variant per λ of the grid; the chosen one has the best validation retrieval
+            tried = proj["tried"]
+            assert [t["box_weight"] for t in tried] == list(TRAIN.box_weight_grid)
+            best = max(tried, key=lambda t: t["val_retrieval"])
+            assert proj["box_weight"] == best["box_weight"]
+        if name in ("matl_uw", "matl_gradnorm"):
+            assert len(proj["task_weights"]) == 2
+        if name == "matl_gradnorm":
+            assert sum(proj["task_weights"]) == pytest.approx(2.0, rel=1e-5)
+
+
+def test_hinge_all_criterion_is_the_default_validation(inputs):
+    hinge = dataclasses.replace(TRAIN, val_criterion="hinge_all")
+    _, runs = train_setup(inputs, "cltl_hard", hinge, HEADS, None, seed=0, progress=False)
+    from tgmatl.losses import hinge_all_triplet_loss
+
+    from tgmatl.training.folds import projection_trainer
+
+    r = runs[-1]  # the cached model holds the last unit's restored (best) weights
+    t = inputs.units[r.unit]
+    va = t.role == "val"
+    # the restored epoch's validation value is the hinge over all validation triplets
+    fit = projection_trainer("cltl_hard", inputs.x.shape[1], 4, hinge, None)
+    zv = fit.predict(inputs.x[va])
+    want = float(hinge_all_triplet_loss(zv, t.class_id[va], TRAIN.margin))
+    assert r.projection.best_val_loss == pytest.approx(want, rel=1e-4)

@@ -274,25 +274,25 @@ class SetupTrainer:
             heads = mlp_heads(z, t, tr, va, te, self.heads_p, self.n_classes, seed, unit)
         space = z[te] if self.projection is not None else _l2(z[te])
         groups = inputs.image[te] if inputs.image is not None else None
-        cls_ret = evaluation.retrieval_metrics(space, t.class_id[te], "class_", groups=groups,
-                                               per_query=True)
-        box_ret = evaluation.retrieval_metrics(space, t.box_label[te], "box_", groups=groups,
-                                               per_query=True)
+        order = evaluation.neighbour_order(space, groups=groups)
+        cls_ret, cls_q = evaluation.retrieval_metrics(space, t.class_id[te], "class_", order,
+                                                      groups=groups, per_query=True)
+        box_ret, box_q = evaluation.retrieval_metrics(space, t.box_label[te], "box_", order,
+                                                      groups=groups, per_query=True)
         metrics = {
             **evaluation.classification_metrics(t.class_id[te], heads.class_pred,
                                                 inputs.class_names),
             **evaluation.regression_metrics(t.features[te], heads.feature_pred,
                                             inputs.feature_names),
-            **{k: v for k, v in cls_ret.items() if not isinstance(v, np.ndarray)},
-            **{k: v for k, v in box_ret.items() if not isinstance(v, np.ndarray)},
+            **cls_ret, **box_ret,
         }
         per_sample = pd.DataFrame({
             "repeat": np.int32(unit[0]), "fold": np.int32(unit[1]),
             "sample_id": inputs.sample_ids[te].astype(str),
             "class_id": t.class_id[te].astype(np.int32),
             "class_pred": np.asarray(heads.class_pred, np.int32),
-            "class_ap": cls_ret["class_ap"], "class_hit": cls_ret["class_hit"],
-            "box_ap": box_ret["box_ap"], "box_hit": box_ret["box_hit"],
+            "class_ap": cls_q["ap"], "class_hit": cls_q["hit_at_1"],
+            "box_ap": box_q["ap"], "box_hit": box_q["hit_at_1"],
         })
         for k, name in enumerate(inputs.feature_names):
             per_sample[f"feat_{name}"] = t.features[te, k].astype(np.float64)

@@ -325,7 +325,6 @@ def test_hinge_all_criterion_is_the_default_validation(inputs):
     hinge = dataclasses.replace(TRAIN, val_criterion="hinge_all")
     _, runs = train_setup(inputs, "cltl_hard", hinge, HEADS, None, seed=0, progress=False)
     from tgmatl.losses import hinge_all_triplet_loss
-
     from tgmatl.training.folds import projection_trainer
 
     r = runs[-1]  # the cached model holds the last unit's restored (best) weights

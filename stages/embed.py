@@ -6,9 +6,12 @@ from tgmatl.params import read_section, read_seed
 
 
 def main(args, params):
+    from tgmatl.tfsetup import start_tensorflow
+
+    start_tensorflow()  # first TensorFlow import: quiet where no GPU is expected
     from tgmatl.embed import configure_threads, embed_samples
 
-    configure_threads()  # before TensorFlow starts
+    configure_threads()  # before TensorFlow's runtime starts
     embed = read_section(EmbedParams, params, "embed")
     backbone = backbone_section(params, args.backbone)
     embed_samples(args.samples, args.out, args.backbone, backbone, embed, read_seed(params))

@@ -1,11 +1,14 @@
 """Stages `train` / `train_tg`: projection head (setup's loss), task heads, test metrics a fold."""
 
-import os
+from tgmatl.tfsetup import start_tensorflow
 
-from tgmatl import cli
-from tgmatl.config import SETUPS, HeadsParams, SamplingParams, TrainParams
-from tgmatl.params import read_section, read_seed
-from tgmatl.training import run_train_stage
+# Before tgmatl.training imports TensorFlow: no CUDA probing noise where no GPU is expected.
+start_tensorflow()
+
+from tgmatl import cli  # noqa: E402
+from tgmatl.config import SETUPS, HeadsParams, SamplingParams, TrainParams  # noqa: E402
+from tgmatl.params import read_section, read_seed  # noqa: E402
+from tgmatl.training import run_train_stage  # noqa: E402
 
 
 def main(args, params):
@@ -35,5 +38,4 @@ if __name__ == "__main__":
     ap.add_argument("--models", required=True, help="folder for the fold weights and curves")
     ap.add_argument("--test-embeddings", required=True,
                     help="parquet of fold 0's test embeddings (for the report's 2-D map)")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
     cli.run(main, ap.parse_args())

@@ -70,7 +70,12 @@ def test_tile_policy_picks_the_nearest_centre_tile_and_counts_drops(tmp_path):
     assert m["dropped_by_class"]["too_small"] == {"cow": 0, "deer": 1, "horse": 0}
     assert m["dropped_by_class"]["cut_by_border"]["horse"] == 1
     assert m["per_class"] == {"cow": 1, "deer": 1, "horse": 1}
-    assert m["per_scene"] == {"cow/a": 2, "horse/b": 1}
+    assert "per_scene" not in m  # one key per scene: in the samples' report.json instead
+    rep = json.loads((tmp_path / "samples" / "report.json").read_text())
+    assert rep["per_scene"] == {"cow/a": 2, "horse/b": 1}
+    assert rep["dropped_per_scene"] == {"cow/a": {"cut_by_border": 1, "too_small": 1}}
+    tile_rep = json.loads((tmp_path / "tiles" / "report.json").read_text())
+    assert tile_rep["per_scene"] == {"cow/a": 4, "horse/b": 1}
     assert (m["targets"], m["samples"]) == (5, 3)
     assert json.loads((tmp_path / "metrics" / "data.json").read_text()) == m
 

@@ -1,5 +1,7 @@
 # `make repro`: set up .venv (if needed) and run the whole DVC pipeline on the offline demo data.
 # `make test`:  same setup, then the test suite.
+# `make paper`: the pipeline with the paper's encoders (params.paper.yaml), as a DVC experiment;
+#               stops before running anything when a weights folder is missing.
 # `make lock`:  regenerate requirements.lock from pyproject.toml (keeps existing pins; to move
 #               them: make lock LOCK_ARGS=--upgrade, or LOCK_ARGS='--upgrade-package numpy').
 VENV ?= .venv
@@ -12,7 +14,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND ?= tensorflow
 
-.PHONY: setup repro test lint bench lock
+.PHONY: setup repro test lint bench lock paper
 
 # Exactly the locked versions (hash-checked), then tgmatl itself without resolving anything;
 # the check fails naming any package that is not at its pinned version (e.g. an older .venv).
@@ -28,6 +30,9 @@ setup: $(VENV)/.installed
 
 repro: setup
 	dvc repro
+
+paper: setup
+	$(PY) -m tgmatl.paper $(PAPER_ARGS)
 
 test: setup
 	$(PY) -m pytest -q

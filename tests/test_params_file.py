@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tgmatl.paper import hydra_value
+
 apply_overrides = pytest.importorskip("dvc.utils.hydra").apply_overrides
 
 
@@ -26,19 +28,6 @@ def _leaves(node, prefix=""):
             yield from _leaves(v, f"{prefix}{k}.")
     else:
         yield prefix[:-1], node
-
-
-def _hydra(value) -> str:
-    """A value in Hydra's override grammar."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    if isinstance(value, list):
-        return "[" + ",".join(_hydra(v) for v in value) + "]"
-    raise TypeError(f"no Hydra form for {value!r}")
 
 
 def _changed(value):
@@ -58,7 +47,7 @@ def _changed(value):
 def _set(path: Path, key: str, value) -> list[str]:
     """Apply ``-S key=value`` as DVC does; return the changed lines (unified diff, no context)."""
     before = path.read_text().splitlines()
-    apply_overrides(str(path), [f"{key}={_hydra(value)}"])
+    apply_overrides(str(path), [f"{key}={hydra_value(value)}"])
     after = path.read_text().splitlines()
     return [d for d in difflib.unified_diff(before, after, n=0, lineterm="")
             if d[:1] in "+-" and not d.startswith(("+++", "---"))]

@@ -100,6 +100,7 @@ def test_report_markdown_layout(report):
     acc = t2["dinov2"]["cltl_hard"]
     assert f"**{acc['accuracy_mean']:.3f} ± {acc['accuracy_std']:.3f}**" in hard  # best: bold
     assert "| cow | 10 | 0.200 | 0.100 | 0.000 | 0.500 |" in md  # Table I
+    assert "## Software" in md and "No versions recorded" in md  # fake results carry none
     for p in PLOT_FILES:
         assert f"(plots/{p})" in md
 

@@ -20,6 +20,7 @@ import pandas as pd
 
 from tgmatl.config import SETUPS
 from tgmatl.errors import InputError
+from tgmatl.versions import software_markdown
 
 SETUP_LABELS = {"wtl": "WTL", "cltl": "CLTL", "cltl_hard": "CLTL (Hard)", "matl": "MATL (0.5)",
                 "tg_matl": "TG-MATL"}
@@ -151,6 +152,13 @@ column in bold.
 ## Table I: mutual information and per-sample relevance scores (all samples)
 
 {table1_markdown(mi, mi_source)}
+
+## Software
+
+Versions the results were computed with (recorded by each `train` stage; `python -m
+tgmatl.versions` prints the current environment):
+
+{software_markdown(r.get("environment") for r in results.values())}
 
 ## Plots
 

@@ -378,6 +378,7 @@ def run_train_stage(
     (the space the heads saw) to ``test_embeddings`` and the results JSON to ``out``.
     """
     from tgmatl.io import atomic_dir, write_json, write_parquet
+    from tgmatl.versions import environment
 
     if setup == "tg_matl" and sampling is not None and sampling.scope == "dataset" and not masks:
         raise InputError("setup tg_matl with sampling.scope=dataset needs --masks")
@@ -387,7 +388,8 @@ def run_train_stage(
         results, runs = train_setup(inputs, setup, train, heads, sampling, seed, models_dir=tmp,
                                     progress=progress, desc=f"{backbone}/{setup}")
         log_curves(runs, tmp / "dvclive")
-    results = {"backbone": backbone, **results}
+    # the versions behind these numbers (report.md lists them; tgmatl.versions)
+    results = {"backbone": backbone, **results, "environment": environment()}
     write_parquet(test_embeddings, test_embeddings_table(inputs, runs[0]))
     write_json(out, results)
     return results

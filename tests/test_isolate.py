@@ -206,3 +206,21 @@ def test_stage_scripts_run_with_params_and_report_bad_input(tmp_path, repo_root)
     r = stage("stages/tile.py", "--root", str(root), "--out", str(tmp_path / "t2"))
     assert r.returncode == 2 and "cow/a.txt:1: class id 7 not in classes.txt" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "t2").exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_stage_outputs_get_the_umask_modes(tmp_path, umask):
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        run_both(tmp_path)
+    finally:
+        os.umask(old)
+    outputs = [tmp_path / "tiles", tmp_path / "samples", tmp_path / "metrics"]
+    paths = [p for top in outputs for p in [top, *top.rglob("*")]]
+    assert len(paths) > 10
+    for p in paths:
+        want = (0o777 if p.is_dir() else 0o666) & ~umask
+        assert stat.S_IMODE(p.stat().st_mode) == want, p

@@ -52,8 +52,8 @@ Stage ``tile`` (:func:`tile_survey`) writes into the tiles folder:
 - file metadata ``tgmatl`` (JSON) on both: root (as given), format, classes, tile params.
 - ``report.json``: the same metadata, counters (scenes, boxes, ignored_class and
   ignored_by_class, zero_area, outside_image, clipped_to_image, no_targets, label_without_image,
-  crowd, scenes_smaller_than_tile, empty_windows, tiles, targets_in_no_tile, and with
-  ``data.on_error: skip`` dropped_scenes, dropped_labels, boxes_in_dropped_scenes), the message of
+  crowd, scenes_smaller_than_tile, empty_windows, tiles, targets_in_no_tile, and dropped_scenes,
+  dropped_labels, boxes_in_dropped_scenes: 0 unless ``data.on_error: skip``), the message of
   every counted warning (each names its file and line/object), ``dropped``: one
   ``{kind: scene|label, file, reason}`` per dropped scene or label, and ``per_scene``: the boxes
   of each kept scene.

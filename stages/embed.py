@@ -9,12 +9,17 @@ from tgmatl.params import read_section, read_seed
 
 
 def main(args, params):
-    from tgmatl.embed import configure_threads, embed_samples
-
     embed = read_section(EmbedParams, params, "embed")
     backbone = backbone_section(params, args.backbone)
     if backbone.family != "precomputed":  # stored vectors need no TensorFlow
-        configure_threads()  # before TensorFlow starts
+        from tgmatl.tfsetup import start_tensorflow
+
+        start_tensorflow()  # first TensorFlow import: quiet where no GPU is expected
+        from tgmatl.embed import configure_threads
+
+        configure_threads()  # before TensorFlow's runtime starts
+    from tgmatl.embed import embed_samples
+
     embed_samples(args.samples, args.out, args.backbone, backbone, embed, read_seed(params))
 
 

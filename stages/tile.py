@@ -10,7 +10,8 @@ def main(args, params):
     data = read_section(DataParams, params, "data")
     tile = read_section(TileParams, params, "tile")
     # The root comes from dvc.yaml (`--root ${data.root}`), so DVC tracks it as a dependency.
-    tile_survey(args.root, data.format, data.ignore_classes, tile, out=args.out)
+    tile_survey(args.root, data.format, data.ignore_classes, tile, out=args.out,
+                on_error=data.on_error)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """Stages `train` / `train_tg`: projection head (setup's loss), task heads, test metrics a fold."""
 
-import os
+from tgmatl.tfsetup import start_tensorflow
 
-from tgmatl import cli
-from tgmatl.config import HeadsParams, SamplingParams, TrainParams
-from tgmatl.params import read_section, read_seed
-from tgmatl.training import REGISTRY, get_setup, run_train_stage
+# Before tgmatl.training imports TensorFlow: no CUDA probing noise where no GPU is expected.
+start_tensorflow()
+
+from tgmatl import cli  # noqa: E402
+from tgmatl.config import HeadsParams, SamplingParams, TrainParams  # noqa: E402
+from tgmatl.params import read_section, read_seed  # noqa: E402
+from tgmatl.training import REGISTRY, get_setup, run_train_stage  # noqa: E402
 
 
 def main(args, params):
@@ -39,5 +42,4 @@ if __name__ == "__main__":
                     help="parquet of every unit's per-test-sample outputs (paired statistics)")
     ap.add_argument("--test-embeddings", required=True,
                     help="parquet of the first unit's test embeddings (the report's 2-D map)")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
     cli.run(main, ap.parse_args())

@@ -260,8 +260,11 @@ def test_no_target_left_is_an_error(tmp_path):
 def test_unknown_format_and_params_errors_name_the_key(tmp_path):
     with pytest.raises(InputError, match="data.format 'tiff'"):
         read_survey(tmp_path, "tiff")
-    good = {"root": "data/demo", "format": "voc", "ignore_classes": ["DontCare"]}
+    good = {"root": "data/demo", "format": "voc", "ignore_classes": ["DontCare"],
+            "on_error": "stop"}
     assert parse_section(DataParams, good, "data").format == "voc"
+    with pytest.raises(ParamsError, match=r"data\.on_error: 'ignore' is not one of stop\|skip"):
+        parse_section(DataParams, {**good, "on_error": "ignore"}, "data")
     with pytest.raises(ParamsError, match=r"data\.format: 'tiff' is not one of awir\|yolo"):
         parse_section(DataParams, {**good, "format": "tiff"}, "data")
     with pytest.raises(ParamsError, match=r"unknown key\(s\) data\.layout"):
@@ -271,3 +274,32 @@ def test_unknown_format_and_params_errors_name_the_key(tmp_path):
         parse_section(TileParams, {**tile, "min_visible": 0.0}, "tile")
     with pytest.raises(ParamsError, match=r"tile\.edge: 'wrap' is not one of pad\|shift\|drop"):
         parse_section(TileParams, {**tile, "edge": "wrap"}, "tile")
+
+
+@pytest.mark.parametrize("fmt", ["voc", "coco"])
+def test_on_error_skip_drops_bad_scenes_and_labels_in_voc_and_coco(tmp_path, fmt):
+    sc = scenes() + [Scene("s3", 100, 100, [("cow", 10, 30, 10, 30)], offset=5)]
+    if fmt == "voc":
+        root = write_voc(tmp_path, sc)
+        xml = tmp_path / "annotations" / "s1.xml"  # object 2 loses its numbers
+        xml.write_text(xml.read_text().replace("<xmin>60</xmin>", "<xmin>sixty</xmin>"))
+        bad_label = ("label", "annotations/s1.xml", "object 2: <xmin> 'sixty' is not a number")
+    else:
+        root = write_coco(tmp_path, CLASSES, sc)
+        doc = json.loads((root / "annotations.json").read_text())
+        doc["annotations"][1]["category_id"] = 99
+        (root / "annotations.json").write_text(json.dumps(doc))
+        bad_label = ("label", "annotations.json", "category_id 99 not in categories")
+    (root / "images" / "s3.png").write_bytes(b"not an image")
+    with pytest.raises(InputError):
+        read_survey(root, fmt)
+    s = read_survey(root, fmt, on_error="skip")
+    assert boxes_of(s) == [e for e in expected("images/") if e[1] != "horse"]
+    assert (s.counts["dropped_scenes"], s.counts["dropped_labels"]) == (1, 1)
+    kinds = {(d["kind"], d["file"]) for d in s.dropped}
+    assert kinds == {bad_label[:2], ("scene", "annotations/s3.xml" if fmt == "voc"
+                                     else "annotations.json")}
+    label = next(d for d in s.dropped if d["kind"] == "label")
+    assert bad_label[2] in label["reason"]
+    if fmt == "coco":  # the dropped image's box is counted too
+        assert s.counts["boxes_in_dropped_scenes"] == 1

@@ -70,7 +70,12 @@ def test_tile_policy_picks_the_nearest_centre_tile_and_counts_drops(tmp_path):
     assert m["dropped_by_class"]["too_small"] == {"cow": 0, "deer": 1, "horse": 0}
     assert m["dropped_by_class"]["cut_by_border"]["horse"] == 1
     assert m["per_class"] == {"cow": 1, "deer": 1, "horse": 1}
-    assert m["per_scene"] == {"cow/a": 2, "horse/b": 1}
+    assert "per_scene" not in m  # one key per scene: in the samples' report.json instead
+    rep = json.loads((tmp_path / "samples" / "report.json").read_text())
+    assert rep["per_scene"] == {"cow/a": 2, "horse/b": 1}
+    assert rep["dropped_per_scene"] == {"cow/a": {"cut_by_border": 1, "too_small": 1}}
+    tile_rep = json.loads((tmp_path / "tiles" / "report.json").read_text())
+    assert tile_rep["per_scene"] == {"cow/a": 4, "horse/b": 1}
     assert (m["targets"], m["samples"]) == (5, 3)
     assert json.loads((tmp_path / "metrics" / "data.json").read_text()) == m
 
@@ -201,3 +206,21 @@ def test_stage_scripts_run_with_params_and_report_bad_input(tmp_path, repo_root)
     r = stage("stages/tile.py", "--root", str(root), "--out", str(tmp_path / "t2"))
     assert r.returncode == 2 and "cow/a.txt:1: class id 7 not in classes.txt" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "t2").exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_stage_outputs_get_the_umask_modes(tmp_path, umask):
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        run_both(tmp_path)
+    finally:
+        os.umask(old)
+    outputs = [tmp_path / "tiles", tmp_path / "samples", tmp_path / "metrics"]
+    paths = [p for top in outputs for p in [top, *top.rglob("*")]]
+    assert len(paths) > 10
+    for p in paths:
+        want = (0o777 if p.is_dir() else 0o666) & ~umask
+        assert stat.S_IMODE(p.stat().st_mode) == want, p

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,12 @@ def test_repro_then_sampling_experiment(repo_root, tmp_path):
     for name in ("metrics.png", "curves.png", "embeddings_class.png"):
         assert (work / "plots" / name).stat().st_size > 0
     assert "TG-MATL" in (work / "report.md").read_text()
+    # outputs get the plain open()/mkdir modes under the umask (never tempfile's private 0600)
+    private = [str(p.relative_to(work)) for top in ("data", "results", "models", "plots",
+                                                     "metrics", "report.md")
+               for p in [work / top, *(work / top).rglob("*")]
+               if p.exists() and stat.S_IMODE(p.stat().st_mode) in (0o600, 0o700)]
+    assert private == [], private[:10]
     _run(git + ["add", "-A"], work, env)
     _run(git + ["commit", "-qm", "baseline"], work, env)
 

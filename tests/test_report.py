@@ -101,6 +101,7 @@ def test_report_markdown_layout(report):
     assert f"**{acc['accuracy_mean']:.3f} ± {acc['accuracy_std']:.3f}**" in hard  # best: bold
     assert "| cow | 10 | 0.200 | 0.100 | 0.000 | 0.500 |" in md  # Table I
     assert "Relevance score: Eq. 5" in md  # an mi.json without score_kind is Eq. 5
+    assert "## Software" in md and "No versions recorded" in md  # fake results carry none
     for p in PLOT_FILES:
         assert f"(plots/{p})" in md
 

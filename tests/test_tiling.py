@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from fixtures_data import Scene, write_awir, write_voc
+from fixtures_data import Scene, write_awir, write_raster, write_voc
 from rasterio.transform import Affine
 
 from tgmatl.errors import InputError
@@ -292,3 +292,81 @@ def test_failing_tile_stage_leaves_no_output_and_keeps_the_old(tmp_path):
     with pytest.raises(InputError):
         tile_survey(root, "awir", [], tile_params(), fresh)
     assert not fresh.exists()
+
+
+# --- data.on_error ------------------------------------------------------------------------------
+def bad_input_survey(root, bad=("jpeg", "geotiff", "class_id")):
+    """A good scene plus the asked-for bad inputs: a truncated JPEG (found only when its pixels
+    are read), a GeoTIFF that does not open, a label line whose class id is out of range."""
+    scenes = [Scene("cow/good", 400, 300, [("cow", 50, 90, 60, 100), ("deer", 200, 240, 100, 150)]),
+              Scene("deer/cut", 400, 300, [("deer", 100, 140, 100, 140)], suffix=".jpg"),
+              Scene("horse/geo", 400, 300, [("horse", 100, 150, 100, 150)], suffix=".tif")]
+    write_awir(root, CLASSES, scenes)
+    if "jpeg" in bad:  # noise, so that the cut loses pixel data and not only the trailer
+        noise = np.random.default_rng(0).integers(0, 256, (3, 300, 400), np.uint8)
+        path = write_raster(root / "deer" / "cut.jpg", noise)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    if "geotiff" in bad:
+        path = root / "horse" / "geo.tif"
+        path.write_bytes(path.read_bytes()[:64])
+    if "class_id" in bad:
+        with open(root / "cow" / "good.txt", "a") as f:
+            f.write("7 0.5 0.5 0.1 0.1\n")
+    return root
+
+
+@pytest.mark.parametrize("bad, name", [("jpeg", r"deer/cut\.jpg: image does not decode"),
+                                       ("geotiff", r"horse/geo\.tif: image does not open"),
+                                       ("class_id", r"cow/good\.txt:3: class id 7 not in")])
+def test_on_error_stop_stops_at_each_bad_input(tmp_path, bad, name):
+    root = bad_input_survey(tmp_path / "survey", bad=(bad,))
+    with pytest.raises(InputError, match=name):
+        tile_survey(root, "awir", [], tile_params(), tmp_path / "tiles")
+    assert not (tmp_path / "tiles").exists()
+
+
+def test_on_error_skip_drops_counts_and_lists_each_bad_input(tmp_path, caplog):
+    from tgmatl.isolate import isolate_samples
+
+    root = bad_input_survey(tmp_path / "survey")
+    out = tmp_path / "tiles"
+    with caplog.at_level("INFO", logger="tgmatl.tiling"):
+        report = tile_survey(root, "awir", [], tile_params(), out, on_error="skip")
+    assert json.loads((out / "report.json").read_text()) == report
+    c = report["counts"]
+    assert (c["dropped_scenes"], c["dropped_labels"], c["boxes_in_dropped_scenes"]) == (2, 1, 1)
+    assert (c["scenes"], c["boxes"]) == (1, 2)
+    got = {(d["kind"], d["file"]): d["reason"] for d in report["dropped"]}
+    assert set(got) == {("scene", "horse/geo.tif"), ("label", "cow/good.txt"),
+                        ("scene", "deer/cut.jpg")}
+    assert "image does not open" in got["scene", "horse/geo.tif"]
+    assert "image does not decode" in got["scene", "deer/cut.jpg"]
+    assert "class id 7 not in classes.txt" in got["label", "cow/good.txt"]
+    assert report["per_scene"] == {"cow/good": 2}
+    # the cut scene's tiles and boxes are gone; targets are renumbered over the kept boxes
+    targets = pd.read_parquet(out / "targets.parquet")
+    tiles = pd.read_parquet(out / "tiles.parquet")
+    assert targets.scene_id.tolist() == ["cow/good"] * 2 and targets.target.tolist() == [0, 1]
+    assert set(tiles.scene_id) == {"cow/good"} and set(tiles.target) == {0, 1}
+    assert sorted(p.name for p in (out / "images").iterdir()) == sorted(
+        p.rsplit("/", 1)[1] for p in tiles.image_path.unique())
+    summary = [r.getMessage() for r in caplog.records if "on_error skip" in r.getMessage()
+               and r.getMessage().startswith("tile:")]
+    assert summary == [f"tile: data.on_error skip: dropped 2 scene(s) and 1 label(s); each with "
+                       f"its reason in {out / 'report.json'}"]
+
+    m = isolate_samples(out, SimpleNamespace(policy="tile", min_box_px=4), tmp_path / "samples",
+                        tmp_path / "data.json", root=root)
+    assert m["samples"] == 2
+    assert {k: m["input"][k] for k in ("dropped_scenes", "dropped_labels",
+                                       "boxes_in_dropped_scenes")} == {
+        "dropped_scenes": 2, "dropped_labels": 1, "boxes_in_dropped_scenes": 1}
+
+
+def test_on_error_skip_with_nothing_bad_changes_nothing(tmp_path):
+    root, _ = small_survey(tmp_path / "survey")
+    a = tile_survey(root, "awir", [], tile_params(), tmp_path / "a")
+    b = tile_survey(root, "awir", [], tile_params(), tmp_path / "b", on_error="skip")
+    assert a == b and a["dropped"] == [] and a["counts"]["dropped_scenes"] == 0
+    for name in ("tiles.parquet", "targets.parquet"):
+        assert pd.read_parquet(tmp_path / "a" / name).equals(pd.read_parquet(tmp_path / "b" / name))

@@ -257,6 +257,10 @@ def test_stage_outputs_and_determinism(fake, tmp_path):
     res = json.loads(a)
     assert res["backbone"] == "fake" and res["setup"] == "tg_matl" and res["n_folds"] == 3
     assert res["n_units"] == 3 and res["n_repeats"] == 1
+    import tensorflow as tf
+
+    env = res["environment"]  # the versions behind the numbers
+    assert env["packages"]["tensorflow"] == tf.__version__ and env["python"].count(".") == 2
     fold = res["units"][0]
     assert {"accuracy", "f1_macro", "accuracy_cow", "r2", "r2_area", "mse", "class_p_at_1",
             "class_map_at_r", "box_p_at_1", "box_map_at_r"} <= set(fold["test"])

@@ -39,6 +39,16 @@ Bad input, each naming the file (and line or object):
   warning: that is the rounding of normalised YOLO values (6 decimals of a 10 000 px side), and it
   keeps a box drawn to the border touching it.
 
+``data.on_error``: ``stop`` (default) makes each error above stop the stage. ``skip`` instead drops
+what is bad and goes on: a *scene* (its image or thermal file does not open or decode, its label
+file is missing or unreadable, its VOC XML does not parse, its declared size differs; its boxes go
+with it) or a *label* (one box: a malformed YOLO line or one whose class id is not in
+``classes.txt``, a VOC ``<object>`` without name or numbers, a COCO annotation with an unknown
+category or image, or a bad bbox). Each drop is counted (``dropped_scenes``, ``dropped_labels``;
+COCO boxes of a dropped image: ``boxes_in_dropped_scenes``) and listed in
+:attr:`Survey.dropped` with the file and the error. Errors about the survey as a whole
+(``classes.txt``, the COCO file's structure, an image annotated twice, nothing left) always stop.
+
 Scene ids are the image path relative to the root, without its extension (``cow/scene_0003``).
 """
 
@@ -52,6 +62,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
@@ -61,6 +72,8 @@ from tgmatl.raster import SceneInfo, find_thermal, is_raster, is_thermal_file, s
 log = logging.getLogger(__name__)
 
 FORMATS = ("awir", "yolo", "voc", "coco")
+OnError = Literal["stop", "skip"]
+ON_ERROR = ("stop", "skip")
 BOX_COLUMNS = [
     "scene_id", "image_path", "class_name", "xmin", "xmax", "ymin", "ymax", "truncated",
     "source", "item",
@@ -81,6 +94,8 @@ class Survey:
     annotation file relative to ``root``, ``item`` the line (``line 3``) or object (``object 2``,
     ``annotations[5]``) within it), ordered by scene id then file order.
     ``counts``: counted warnings and drops; ``warnings``: one message per counted warning.
+    ``dropped``: with ``on_error: skip``, one ``{"kind": "scene"|"label", "file", "reason"}``
+    per dropped scene or label (``file`` relative to ``root``, ``reason`` the error message).
     """
 
     root: Path
@@ -92,13 +107,22 @@ class Survey:
     ignored: Counter = field(default_factory=Counter)  # dropped boxes per ignored class
     warnings: list[str] = field(default_factory=list)
     infos: dict[str, SceneInfo] = field(default_factory=dict)  # scene_id -> header facts
+    dropped: list[dict[str, str]] = field(default_factory=list)
+
+
+class _SurveyError(InputError):
+    """An error about the survey as a whole: stops the stage even with ``on_error: skip``."""
 
 
 class _Collector:
     """Accumulates scenes, boxes, counts and warnings while a reader walks the files."""
 
-    def __init__(self, root: Path, ignore: Iterable[str]):
+    def __init__(self, root: Path, ignore: Iterable[str], on_error: OnError = "stop"):
+        if on_error not in ON_ERROR:
+            raise InputError(f"data.on_error {on_error!r} is not one of {'|'.join(ON_ERROR)}")
         self.root = root
+        self.on_error = on_error
+        self.dropped: list[dict[str, str]] = []
         self.ignore = set(ignore)
         self.scenes: list[dict] = []
         self.boxes: list[dict] = []
@@ -118,11 +142,23 @@ class _Collector:
         self.counts[reason] += 1
         self.warnings.append(message)
 
+    def drop(self, kind: Literal["scene", "label"], path: Path, exc: InputError) -> None:
+        """``on_error: stop`` (or a survey-wide error): raise ``exc``; ``skip``: record the drop.
+
+        Called from an ``except InputError`` block, before anything of the scene or label was
+        kept, so nothing needs undoing.
+        """
+        if self.on_error == "stop" or isinstance(exc, _SurveyError):
+            raise exc
+        self.counts[f"dropped_{kind}s"] += 1
+        self.dropped.append({"kind": kind, "file": self.rel(path), "reason": str(exc)})
+        self.warnings.append(f"{exc} ({kind} dropped: data.on_error skip)")
+
     def add_scene(
         self, image: Path, source: Path, declared: tuple[int, int] | None = None
     ) -> SceneInfo:
         if image in self._by_image:
-            raise InputError(
+            raise _SurveyError(
                 f"{source}: image {image} is already annotated by {self._by_image[image]}"
             )
         info = scene_info(image, find_thermal(image))
@@ -220,6 +256,7 @@ class _Collector:
         return Survey(
             root=self.root, format=fmt, classes=kept, scenes=scenes, boxes=boxes,
             counts=self.counts, ignored=self.ignored, warnings=self.warnings, infos=self.infos,
+            dropped=self.dropped,
         )
 
 
@@ -235,15 +272,21 @@ def _fmt(box: tuple[float, ...]) -> str:
     return "(xmin, xmax, ymin, ymax) = (" + ", ".join(f"{v:g}" for v in box) + ")"
 
 
-def read_survey(root: str | Path, fmt: str, ignore_classes: Iterable[str] = ()) -> Survey:
-    """Read the survey under ``root`` in layout ``fmt`` (one of :data:`FORMATS`)."""
+def read_survey(
+    root: str | Path, fmt: str, ignore_classes: Iterable[str] = (), on_error: OnError = "stop"
+) -> Survey:
+    """Read the survey under ``root`` in layout ``fmt`` (one of :data:`FORMATS`).
+
+    ``on_error`` (``data.on_error``): ``stop`` raises on a bad scene or label, ``skip`` drops it,
+    counted and listed (see the module docstring).
+    """
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root}: data root is not a folder")
     readers = {"awir": _read_awir, "yolo": _read_yolo, "voc": _read_voc, "coco": _read_coco}
     if fmt not in readers:
         raise InputError(f"data.format {fmt!r} is not one of {'|'.join(FORMATS)}")
-    col = _Collector(root, ignore_classes)
+    col = _Collector(root, ignore_classes, on_error)
     classes = readers[fmt](root, col)
     survey = col.finish(fmt, classes)
     for msg in survey.warnings[:20]:
@@ -277,10 +320,16 @@ def _scene_images(folder: Path, recursive: bool) -> list[Path]:
 
 def _read_yolo_pairs(pairs: list[tuple[Path, Path]], classes: list[str], col: _Collector) -> None:
     for image, label in pairs:
-        if not label.is_file():
-            raise InputError(f"{image}: label file {label} missing (an empty file means no target)")
-        info = col.add_scene(image, label)
-        lines = label.read_text().splitlines()
+        try:
+            if not label.is_file():
+                raise InputError(
+                    f"{image}: label file {label} missing (an empty file means no target)"
+                )
+            lines = _read_text(label).splitlines()
+            info = col.add_scene(image, label)
+        except InputError as exc:
+            col.drop("scene", image, exc)
+            continue
         if not any(line.strip() for line in lines):
             col.warn("no_targets", f"{label}: empty label file, scene has no targets")
             continue
@@ -288,14 +337,24 @@ def _read_yolo_pairs(pairs: list[tuple[Path, Path]], classes: list[str], col: _C
             if not line.strip():
                 continue
             where = f"{label}:{lineno}"
-            cls_id, cx, cy, bw, bh = _parse_yolo_line(line, where)
-            if not 0 <= cls_id < len(classes):
-                raise InputError(
-                    f"{where}: class id {cls_id} not in classes.txt ({len(classes)} classes)"
-                )
-            w, h = info.width, info.height
-            box = ((cx - bw / 2) * w, (cx + bw / 2) * w, (cy - bh / 2) * h, (cy + bh / 2) * h)
-            col.add_box(info, classes[cls_id], box, label, f"line {lineno}", where=where)
+            try:
+                cls_id, cx, cy, bw, bh = _parse_yolo_line(line, where)
+                if not 0 <= cls_id < len(classes):
+                    raise InputError(
+                        f"{where}: class id {cls_id} not in classes.txt ({len(classes)} classes)"
+                    )
+                w, h = info.width, info.height
+                box = ((cx - bw / 2) * w, (cx + bw / 2) * w, (cy - bh / 2) * h, (cy + bh / 2) * h)
+                col.add_box(info, classes[cls_id], box, label, f"line {lineno}", where=where)
+            except InputError as exc:
+                col.drop("label", label, exc)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from None
 
 
 def _parse_yolo_line(line: str, where: str) -> tuple[int, float, float, float, float]:
@@ -386,39 +445,55 @@ def _read_voc(root: Path, col: _Collector) -> list[str]:
     names: set[str] = set()
     for xml in xmls:
         try:
-            tree = ET.parse(xml).getroot()
-        except ET.ParseError as exc:
-            raise InputError(f"{xml}:{exc.position[0]}: not valid XML: {exc}") from None
-        filename = (tree.findtext("filename") or "").strip()
-        if not filename:
-            raise InputError(f"{xml}: <filename> missing")
-        image = _voc_image(xml, filename)
-        size = tree.find("size")
-        declared = None
-        if size is not None and size.findtext("width") and size.findtext("height"):
-            declared = (
-                int(_voc_number(size, "width", f"{xml}: <size>")),
-                int(_voc_number(size, "height", f"{xml}: <size>")),
-            )
-            if declared == (0, 0):  # some exporters write 0 when they did not know
-                declared = None
-        info = col.add_scene(image, xml, declared)
+            tree, info = _voc_scene(xml, col)
+        except InputError as exc:
+            col.drop("scene", xml, exc)
+            continue
         objects = tree.findall("object")
         if not objects:
             col.warn("no_targets", f"{xml}: no <object>, scene has no targets")
         for i, obj in enumerate(objects, 1):
             where = f"{xml}: object {i}"
-            name = (obj.findtext("name") or "").strip()
-            if not name:
-                raise InputError(f"{where}: <name> missing")
+            try:
+                name = (obj.findtext("name") or "").strip()
+                if not name:
+                    raise InputError(f"{where}: <name> missing")
+                bb = obj.find("bndbox")
+                if bb is None:
+                    raise InputError(f"{where}: <bndbox> missing")
+                x0, y0, x1, y1 = (_voc_number(bb, t, where)
+                                  for t in ("xmin", "ymin", "xmax", "ymax"))
+                truncated = (obj.findtext("truncated") or "0").strip() in ("1", "true", "True")
+                col.add_box(info, name, (x0, x1, y0, y1), xml, f"object {i}", truncated)
+            except InputError as exc:
+                col.drop("label", xml, exc)
+                continue
             names.add(name)
-            bb = obj.find("bndbox")
-            if bb is None:
-                raise InputError(f"{where}: <bndbox> missing")
-            x0, y0, x1, y1 = (_voc_number(bb, t, where) for t in ("xmin", "ymin", "xmax", "ymax"))
-            truncated = (obj.findtext("truncated") or "0").strip() in ("1", "true", "True")
-            col.add_box(info, name, (x0, x1, y0, y1), xml, f"object {i}", truncated)
     return sorted(names)
+
+
+def _voc_scene(xml: Path, col: _Collector) -> tuple[ET.Element, SceneInfo]:
+    """Parse one VOC file and register its image; any failure is an ``InputError``."""
+    try:
+        tree = ET.parse(xml).getroot()
+    except ET.ParseError as exc:
+        raise InputError(f"{xml}:{exc.position[0]}: not valid XML: {exc}") from None
+    except OSError as exc:
+        raise InputError(f"{xml}: cannot read: {exc}") from None
+    filename = (tree.findtext("filename") or "").strip()
+    if not filename:
+        raise InputError(f"{xml}: <filename> missing")
+    image = _voc_image(xml, filename)
+    size = tree.find("size")
+    declared = None
+    if size is not None and size.findtext("width") and size.findtext("height"):
+        declared = (
+            int(_voc_number(size, "width", f"{xml}: <size>")),
+            int(_voc_number(size, "height", f"{xml}: <size>")),
+        )
+        if declared == (0, 0):  # some exporters write 0 when they did not know
+            declared = None
+    return tree, col.add_scene(image, xml, declared)
 
 
 # --- COCO -------------------------------------------------------------------------------------
@@ -431,35 +506,47 @@ def _read_coco(root: Path, col: _Collector) -> list[str]:
     try:
         doc = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+        raise _SurveyError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
     for key in ("images", "annotations", "categories"):
         if not isinstance(doc.get(key), list):
-            raise InputError(f"{path}: '{key}' list missing")
+            raise _SurveyError(f"{path}: '{key}' list missing")
     cats: dict[int, str] = {}
     for i, cat in enumerate(doc["categories"]):
-        _need(cat, ("id", "name"), f"{path}: categories[{i}]")
+        _need(cat, ("id", "name"), f"{path}: categories[{i}]", _SurveyError)
         cats[cat["id"]] = str(cat["name"])
     images: dict[int, SceneInfo] = {}
+    dropped_ids: set = set()
     for i, img in enumerate(doc["images"]):
         where = f"{path}: images[{i}]"
-        _need(img, ("id", "file_name"), where)
-        if img["id"] in images:
-            raise InputError(f"{where}: duplicate image id {img['id']}")
-        image = _coco_image(root, img["file_name"], where)
-        declared = (img["width"], img["height"]) if "width" in img and "height" in img else None
-        images[img["id"]] = col.add_scene(image, path, declared)
+        _need(img, ("id", "file_name"), where, _SurveyError)
+        if img["id"] in images or img["id"] in dropped_ids:
+            raise _SurveyError(f"{where}: duplicate image id {img['id']}")
+        try:
+            image = _coco_image(root, img["file_name"], where)
+            declared = (img["width"], img["height"]) if "width" in img and "height" in img else None
+            images[img["id"]] = col.add_scene(image, path, declared)
+        except InputError as exc:
+            col.drop("scene", path, exc)
+            dropped_ids.add(img["id"])
     per_image: Counter = Counter()
     rows = []
     for i, ann in enumerate(doc["annotations"]):
         where = f"{path}: annotations[{i}]"
-        _need(ann, ("image_id", "category_id", "bbox"), where)
-        if ann["image_id"] not in images:
-            raise InputError(f"{where}: image_id {ann['image_id']} not in images")
-        if ann["category_id"] not in cats:
-            raise InputError(f"{where}: category_id {ann['category_id']} not in categories")
-        bbox = ann["bbox"]
-        if not (isinstance(bbox, list) and len(bbox) == 4):
-            raise InputError(f"{where}: bbox must be [x, y, w, h], got {bbox!r}")
+        try:
+            _need(ann, ("image_id", "category_id", "bbox"), where)
+            if ann["image_id"] in dropped_ids:
+                col.counts["boxes_in_dropped_scenes"] += 1  # its image is listed as dropped
+                continue
+            if ann["image_id"] not in images:
+                raise InputError(f"{where}: image_id {ann['image_id']} not in images")
+            if ann["category_id"] not in cats:
+                raise InputError(f"{where}: category_id {ann['category_id']} not in categories")
+            bbox = ann["bbox"]
+            if not (isinstance(bbox, list) and len(bbox) == 4):
+                raise InputError(f"{where}: bbox must be [x, y, w, h], got {bbox!r}")
+        except InputError as exc:
+            col.drop("label", path, exc)
+            continue
         per_image[ann["image_id"]] += 1
         rows.append((i, ann))
     for img_id, info in images.items():
@@ -471,22 +558,26 @@ def _read_coco(root: Path, col: _Collector) -> list[str]:
             col.warn("crowd", f"{path}: annotations[{i}]: iscrowd region, dropped")
             continue
         try:
-            x, y, w, h = (float(v) for v in ann["bbox"])
-        except (TypeError, ValueError):
-            bad = ann["bbox"]
-            raise InputError(f"{path}: annotations[{i}]: bbox {bad!r} not numbers") from None
-        col.add_box(
-            info, cats[ann["category_id"]], (x, x + w, y, y + h), path, f"annotations[{i}]"
-        )
+            try:
+                x, y, w, h = (float(v) for v in ann["bbox"])
+            except (TypeError, ValueError):
+                bad = ann["bbox"]
+                raise InputError(f"{path}: annotations[{i}]: bbox {bad!r} not numbers") from None
+            col.add_box(
+                info, cats[ann["category_id"]], (x, x + w, y, y + h), path, f"annotations[{i}]"
+            )
+        except InputError as exc:
+            col.drop("label", path, exc)
     return list(cats.values())
 
 
-def _need(obj: object, keys: tuple[str, ...], where: str) -> None:
+def _need(obj: object, keys: tuple[str, ...], where: str,
+          error: type[InputError] = InputError) -> None:
     if not isinstance(obj, dict):
-        raise InputError(f"{where}: expected an object")
+        raise error(f"{where}: expected an object")
     for k in keys:
         if k not in obj:
-            raise InputError(f"{where}: key '{k}' missing")
+            raise error(f"{where}: key '{k}' missing")
 
 
 def _coco_image(root: Path, file_name: str, where: str) -> Path:

@@ -85,6 +85,7 @@ class DataParams:
     root: str = spec()
     format: Literal["awir", "yolo", "voc", "coco"] = spec()
     ignore_classes: tuple[str, ...] = spec()
+    on_error: Literal["stop", "skip"] = spec(help="skip: drop a bad scene or label, counted")
 
 
 @dataclass(frozen=True)

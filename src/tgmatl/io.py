@@ -2,6 +2,11 @@
 
 Every writer goes to a temporary sibling (same filesystem, so ``os.replace`` is atomic) and renames
 it into place only once the content is complete.
+
+``tempfile`` creates its files 0600 and folders 0700 (private to the user); an output must instead
+get what a plain ``open()`` / ``mkdir()`` would give under the current umask (0644 / 0755 under
+umask 022, 0664 / 0775 under 002), so the temporaries are given that mode before anything is
+written into them.
 """
 
 from __future__ import annotations
@@ -16,15 +21,38 @@ from pathlib import Path
 from typing import Any
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the kernel tells (Linux >= 4.7)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    # Elsewhere the only way is to set it and put it back (briefly process-wide).
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(directory: bool = False) -> int:
+    """The mode ``open(path, "w")`` (0o666) or ``mkdir`` (0o777) gives under the current umask."""
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary file path next to ``path``; rename it to ``path`` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     tmp_path = Path(tmp)
     try:
+        try:
+            os.fchmod(fd, default_mode())  # a writer that reopens the path keeps this mode
+        finally:
+            os.close(fd)
         yield tmp_path
         os.replace(tmp_path, path)
     except BaseException:
@@ -42,6 +70,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        os.chmod(tmp, default_mode(directory=True))
         yield tmp
         old = None
         if path.exists():

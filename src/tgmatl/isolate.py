@@ -15,14 +15,18 @@ For each target of ``targets.parquet`` (in target order), the first rule that ap
      scene (zero-padded only when the scene is smaller than a tile), read from the scene itself
      (hence ``--root``).
 
-Every dropped target is counted by reason (and by class) in ``metrics/data.json``.
+Every dropped target is counted by reason (and by class) in ``metrics/data.json``, which holds
+totals and per-class counts only (a metrics file is compared key by key, so it stays short); the
+samples per scene go to ``report.json`` in the samples folder.
 
 Outputs in the samples folder: ``samples.parquet`` (columns :data:`SAMPLE_SCHEMA`, the data
 contract; rows sorted by ``sample_id``), ``images/*.png`` (uint8, 3 bands RGB or 1 band for a
 single-band survey), ``thermal/*.png`` (single band) when the survey has a thermal band, and
-``classes.txt`` (the class list, ``class_id`` = line index). With ``policy: tile`` samples from one
-tile share that tile's image file (``images/<tile_id>.png``); with ``recentre`` each sample has
-its own (``images/<sample_id>.png``).
+``classes.txt`` (the class list, ``class_id`` = line index) and ``report.json``: ``per_scene``
+(samples of each scene that has targets) and ``dropped_per_scene`` (targets dropped, by reason).
+With ``policy: tile`` samples from one tile share that tile's image file
+(``images/<tile_id>.png``); with ``recentre`` each sample has its own
+(``images/<sample_id>.png``).
 
 ``sample_id`` is ``s`` + the target number, zero-padded to at least 5 digits: stable whatever
 targets are dropped, and sorting as text sorts by target.
@@ -34,7 +38,7 @@ import itertools
 import json
 import logging
 import shutil
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +119,7 @@ def isolate_samples(
     by_target = whole.groupby("target", sort=False).indices
     dropped: Counter = Counter()
     dropped_by_class: dict[str, Counter] = {r: Counter() for r in DROP_REASONS}
+    dropped_scenes: dict[str, Counter] = defaultdict(Counter)
     chosen: list[tuple[Any, Window, Any]] = []  # (target row, window, tiles.parquet row label)
     for t in targets.itertuples(index=False):
         reason = drop_reason(t, params.min_box_px)
@@ -136,6 +141,7 @@ def isolate_samples(
         if reason is not None:
             dropped[reason] += 1
             dropped_by_class[reason][t.class_name] += 1
+            dropped_scenes[t.scene_id][reason] += 1
             continue
         chosen.append((t, win, tile_idx))
 
@@ -164,6 +170,7 @@ def isolate_samples(
         table = table.replace_schema_metadata({b"tgmatl": json.dumps(md, sort_keys=True).encode()})
         write_parquet(tmp / "samples.parquet", table)
         (tmp / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
+        write_json(tmp / "report.json", _scene_report(targets, rows_out, dropped_scenes))
 
     result = _metrics(targets, rows_out, classes, dropped, dropped_by_class, meta)
     write_json(metrics, result)
@@ -257,17 +264,16 @@ def _metrics(
     meta: dict,
 ) -> dict:
     per_class = Counter(samples["class_name"])
-    per_scene = Counter(samples["scene_id"])
     report = meta.get("report", {}).get("counts", {})
     read_keys = ("ignored_class", "zero_area", "outside_image", "clipped_to_image", "no_targets",
                  "label_without_image", "image_outside_class_folders", "crowd",
-                 "scenes_smaller_than_tile", "targets_in_no_tile")
+                 "scenes_smaller_than_tile", "targets_in_no_tile", "dropped_scenes",
+                 "dropped_labels", "boxes_in_dropped_scenes")
     return {
         "targets": len(targets),
         "samples": len(samples["sample_id"]),
         "classes": len(classes),
         "per_class": {c: per_class.get(c, 0) for c in classes},
-        "per_scene": {s: per_scene.get(s, 0) for s in sorted(targets["scene_id"].unique())},
         "dropped": {r: dropped.get(r, 0) for r in DROP_REASONS},
         "dropped_by_class": {
             r: {c: dropped_by_class[r].get(c, 0) for c in classes} for r in DROP_REASONS
@@ -276,3 +282,14 @@ def _metrics(
         "input": {k: int(report.get(k, 0)) for k in read_keys},
     }
 
+
+def _scene_report(targets: pd.DataFrame, samples: dict[str, list],
+                  dropped_scenes: dict[str, Counter]) -> dict:
+    """Per-scene counts (kept out of metrics/data.json: one key per scene swamps a metrics diff)."""
+    per_scene = Counter(samples["scene_id"])
+    scenes = sorted(targets["scene_id"].unique())
+    return {
+        "per_scene": {s: per_scene.get(s, 0) for s in scenes},
+        "dropped_per_scene": {s: dict(sorted(dropped_scenes[s].items()))
+                              for s in scenes if dropped_scenes.get(s)},
+    }

@@ -20,6 +20,7 @@ import pandas as pd
 
 from tgmatl.config import PAPER_SETUPS, SETUP_LABELS, SETUPS
 from tgmatl.errors import InputError
+from tgmatl.versions import software_markdown
 
 # Scalars of every unit's test metrics that go into table2.json (mean and std over units).
 TABLE_METRICS = ("accuracy", "f1_macro", "r2", "mse", "class_p_at_1", "class_map_at_r",
@@ -194,6 +195,13 @@ real is the paired tests' business (next section), not the bold's.
 ## Table I: mutual information and per-sample relevance scores (all samples)
 
 {table1_markdown(mi, mi_source)}
+
+## Software
+
+Versions the results were computed with (recorded by each `train` stage; `python -m
+tgmatl.versions` prints the current environment):
+
+{software_markdown(r.get("environment") for r in results.values())}
 
 ## Plots
 

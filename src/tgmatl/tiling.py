@@ -52,8 +52,15 @@ Stage ``tile`` (:func:`tile_survey`) writes into the tiles folder:
 - file metadata ``tgmatl`` (JSON) on both: root (as given), format, classes, tile params.
 - ``report.json``: the same metadata, counters (scenes, boxes, ignored_class and
   ignored_by_class, zero_area, outside_image, clipped_to_image, no_targets, label_without_image,
-  crowd, scenes_smaller_than_tile, empty_windows, tiles, targets_in_no_tile) and the message of
-  every counted warning (each names its file and line/object).
+  crowd, scenes_smaller_than_tile, empty_windows, tiles, targets_in_no_tile, and dropped_scenes,
+  dropped_labels, boxes_in_dropped_scenes: 0 unless ``data.on_error: skip``), the message of
+  every counted warning (each names its file and line/object), ``dropped``: one
+  ``{kind: scene|label, file, reason}`` per dropped scene or label, and ``per_scene``: the boxes
+  of each kept scene.
+
+With ``data.on_error: skip`` a scene whose pixels fail to decode while it is tiled (a truncated
+JPEG is only found there) is dropped whole: its tiles are removed and its boxes leave
+``targets.parquet`` (``target`` numbers the kept boxes).
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +78,8 @@ import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
-from tgmatl.annotations import Survey, read_survey
+from tgmatl.annotations import OnError, Survey, read_survey
+from tgmatl.errors import InputError
 from tgmatl.io import atomic_dir, write_json, write_parquet
 from tgmatl.raster import SceneReader, write_png
 
@@ -211,12 +220,14 @@ def tile_survey(
     ignore_classes: Iterable[str],
     tile: Any,
     out: str | Path,
+    on_error: OnError = "stop",
 ) -> dict:
     """Stage ``tile``: read the survey at ``root``, cut it into tiles, write ``out`` atomically.
 
-    ``tile`` is a :class:`tgmatl.config.TileParams`. Returns the report (also ``report.json``).
+    ``tile`` is a :class:`tgmatl.config.TileParams`; ``on_error`` is ``data.on_error`` (``skip``
+    drops bad scenes and labels, counted and listed). Returns the report (also ``report.json``).
     """
-    survey = read_survey(root, fmt, ignore_classes)
+    survey = read_survey(root, fmt, ignore_classes, on_error)
     meta = {
         "root": str(root), "format": fmt, "classes": list(survey.classes),
         "tile": {"size": tile.size, "stride": tile.stride, "edge": tile.edge,
@@ -227,10 +238,13 @@ def tile_survey(
     coords = boxes[["xmin", "xmax", "ymin", "ymax"]].to_numpy(np.float64)
     names = boxes["class_name"].to_numpy()
     n_tiles = np.zeros(len(boxes), dtype=np.int64)
-    counts = {**survey.counts, "scenes_smaller_than_tile": 0, "empty_windows": 0, "tiles": 0}
+    counts = {"dropped_scenes": 0, "dropped_labels": 0, "boxes_in_dropped_scenes": 0,
+              **survey.counts, "scenes_smaller_than_tile": 0, "empty_windows": 0, "tiles": 0}
     warnings = list(survey.warnings)
     rows: dict[str, list] = {name: [] for name in TILE_SCHEMA.names}
     by_scene = boxes.groupby("scene_id", sort=False).indices
+    dropped = list(survey.dropped)
+    failed: set[str] = set()  # scenes dropped while their pixels were read
     with atomic_dir(out) as tmp:
         (tmp / "images").mkdir()
         if survey.scenes["has_thermal"].any():
@@ -248,52 +262,38 @@ def tile_survey(
             if idx is None:
                 counts["empty_windows"] += len(windows)
                 continue
-            with SceneReader(info) as reader:
-                for row_off, row_windows in _by_row(windows):
-                    hits = []
-                    for win in row_windows:
-                        clipped, vis = clip_boxes(coords[idx], win)
-                        keep = present(vis, tile.min_visible)
-                        if keep.any():
-                            hits.append((win, clipped, vis, keep))
-                    counts["empty_windows"] += len(row_windows) - len(hits)
-                    if not hits:
-                        continue
-                    # One strip read per row of windows (JPEG decodes top to bottom anyway).
-                    c0 = hits[0][0].col_off
-                    c1 = hits[-1][0].col_off + tile.size
-                    strip, tstrip = reader.read(c0, row_off, c1 - c0, tile.size)
-                    for win, clipped, vis, keep in hits:
-                        tile_id = f"t{counts['tiles']:06d}"
-                        counts["tiles"] += 1
-                        cols = slice(win.col_off - c0, win.col_off - c0 + tile.size)
-                        write_png(tmp / "images" / f"{tile_id}.png", strip[:, :, cols])
-                        thermal_path = None
-                        if tstrip is not None:
-                            thermal_path = f"thermal/{tile_id}.png"
-                            write_png(tmp / thermal_path, tstrip[:, cols])
-                        whole = whole_inside(coords[idx], win)
-                        transform = info.window_transform(win.col_off, win.row_off)
-                        tile_row = {
-                            "tile_id": tile_id, "scene_id": scene_id,
-                            "image_path": f"images/{tile_id}.png", "thermal_path": thermal_path,
-                            "bands": info.image_bands, "col_off": win.col_off,
-                            "row_off": win.row_off, "width": win.width, "height": win.height,
-                            "scene_width": info.width, "scene_height": info.height,
-                            "transform": list(transform) if transform else None, "crs": info.crs,
-                        }
-                        for j in np.flatnonzero(keep):
-                            t = int(idx[j])
-                            n_tiles[t] += 1
-                            box_row = {
-                                "target": t, "class_name": names[t],
-                                "class_id": class_ids[names[t]],
-                                "xmin": clipped[j, 0], "xmax": clipped[j, 1],
-                                "ymin": clipped[j, 2], "ymax": clipped[j, 3],
-                                "visible": float(vis[j]), "whole": bool(whole[j]),
-                            }
-                            for k, v in (tile_row | box_row).items():
-                                rows[k].append(v)
+            # A scene's tiles are kept only once all of them are read (on_error skip drops a
+            # scene whose pixels fail half-way).
+            scene_rows: list[dict] = []
+            written: list[Path] = []
+            try:
+                empty = _tile_scene(info, scene_id, windows, idx, coords, names, class_ids,
+                                    tile, counts["tiles"], tmp, scene_rows, written)
+            except InputError as exc:
+                if on_error != "skip":
+                    raise
+                for path in written:
+                    path.unlink()
+                failed.add(scene_id)
+                counts["dropped_scenes"] += 1
+                dropped.append({"kind": "scene", "reason": str(exc),
+                                "file": Path(os.path.relpath(info.path, survey.root)).as_posix()})
+                warnings.append(f"{exc} (scene dropped: data.on_error skip)")
+                continue
+            counts["empty_windows"] += empty
+            counts["tiles"] += len({r["tile_id"] for r in scene_rows})
+            for row in scene_rows:
+                n_tiles[row["target"]] += 1
+                for k, v in row.items():
+                    rows[k].append(v)
+        if failed:
+            boxes, n_tiles, rows["target"] = _without_scenes(boxes, n_tiles, rows["target"],
+                                                             failed, counts)
+            survey.scenes = survey.scenes[~survey.scenes["scene_id"].isin(failed)]
+            survey.boxes = boxes
+            if boxes.empty:
+                raise InputError(f"{root}: no target left: every scene with boxes was dropped "
+                                 "(data.on_error skip); see the warnings above")
         missing = np.flatnonzero(n_tiles == 0)
         counts["targets_in_no_tile"] = len(missing)
         for t in missing:
@@ -310,13 +310,87 @@ def tile_survey(
             tmp / "targets.parquet",
             _targets_table(survey, class_ids, n_tiles).replace_schema_metadata(md),
         )
+        per_scene = boxes["scene_id"].value_counts()
         report = {**meta, "counts": counts, "ignored_by_class": dict(survey.ignored),
-                  "warnings": warnings}
+                  "warnings": warnings, "dropped": dropped,
+                  "per_scene": {s: int(per_scene.get(s, 0)) for s in survey.scenes["scene_id"]}}
         write_json(tmp / "report.json", report)
     for msg in warnings[len(survey.warnings):][:20]:
         log.warning(msg)
     log.info("tile: %s", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if on_error == "skip":
+        n_scenes = sum(d["kind"] == "scene" for d in dropped)
+        (log.warning if dropped else log.info)(
+            "tile: data.on_error skip: dropped %d scene(s) and %d label(s)%s",
+            n_scenes, len(dropped) - n_scenes,
+            f"; each with its reason in {Path(out) / 'report.json'}" if dropped else "")
     return report
+
+
+def _tile_scene(info: Any, scene_id: str, windows: list[Window], idx: np.ndarray,
+                coords: np.ndarray, names: np.ndarray, class_ids: dict[str, int], tile: Any,
+                first_tile: int, tmp: Path, out_rows: list[dict], written: list[Path]) -> int:
+    """Write one scene's tiles (ids from ``first_tile``); append one row per tile x present box
+    to ``out_rows`` and each file written to ``written``. Returns the empty windows' count."""
+    n, empty = first_tile, 0
+    with SceneReader(info) as reader:
+        for row_off, row_windows in _by_row(windows):
+            hits = []
+            for win in row_windows:
+                clipped, vis = clip_boxes(coords[idx], win)
+                keep = present(vis, tile.min_visible)
+                if keep.any():
+                    hits.append((win, clipped, vis, keep))
+            empty += len(row_windows) - len(hits)
+            if not hits:
+                continue
+            # One strip read per row of windows (JPEG decodes top to bottom anyway).
+            c0 = hits[0][0].col_off
+            c1 = hits[-1][0].col_off + tile.size
+            strip, tstrip = reader.read(c0, row_off, c1 - c0, tile.size)
+            for win, clipped, vis, keep in hits:
+                tile_id = f"t{n:06d}"
+                n += 1
+                cols = slice(win.col_off - c0, win.col_off - c0 + tile.size)
+                written.append(tmp / "images" / f"{tile_id}.png")
+                write_png(written[-1], strip[:, :, cols])
+                thermal_path = None
+                if tstrip is not None:
+                    thermal_path = f"thermal/{tile_id}.png"
+                    written.append(tmp / thermal_path)
+                    write_png(written[-1], tstrip[:, cols])
+                whole = whole_inside(coords[idx], win)
+                transform = info.window_transform(win.col_off, win.row_off)
+                tile_row = {
+                    "tile_id": tile_id, "scene_id": scene_id,
+                    "image_path": f"images/{tile_id}.png", "thermal_path": thermal_path,
+                    "bands": info.image_bands, "col_off": win.col_off,
+                    "row_off": win.row_off, "width": win.width, "height": win.height,
+                    "scene_width": info.width, "scene_height": info.height,
+                    "transform": list(transform) if transform else None, "crs": info.crs,
+                }
+                for j in np.flatnonzero(keep):
+                    t = int(idx[j])
+                    out_rows.append(tile_row | {
+                        "target": t, "class_name": names[t],
+                        "class_id": class_ids[names[t]],
+                        "xmin": clipped[j, 0], "xmax": clipped[j, 1],
+                        "ymin": clipped[j, 2], "ymax": clipped[j, 3],
+                        "visible": float(vis[j]), "whole": bool(whole[j]),
+                    })
+    return empty
+
+
+def _without_scenes(boxes: Any, n_tiles: np.ndarray, targets: list[int], failed: set[str],
+                    counts: dict) -> tuple[Any, np.ndarray, list[int]]:
+    """Drop the boxes of ``failed`` scenes; renumber the kept targets (rows of the box table)."""
+    keep = ~boxes["scene_id"].isin(failed).to_numpy()
+    new_id = np.cumsum(keep) - 1
+    counts["boxes_in_dropped_scenes"] += int((~keep).sum())
+    counts["boxes"] -= int((~keep).sum())
+    counts["scenes"] -= len(failed)
+    return (boxes[keep].reset_index(drop=True), n_tiles[keep],
+            [int(new_id[t]) for t in targets])
 
 
 def _by_row(windows: list[Window]) -> Iterator[tuple[int, list[Window]]]:

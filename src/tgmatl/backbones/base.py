@@ -21,11 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tgmatl.params import ParamsError
-
-
-class WeightsError(ParamsError):
-    """``backbones.<name>.weights`` names weights that cannot be loaded (missing, offline...)."""
+from tgmatl.backbones.weights import WeightsError  # noqa: F401 - re-exported here
 
 
 @dataclass

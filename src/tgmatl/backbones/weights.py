@@ -24,7 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tgmatl.backbones.base import WeightsError
+from tgmatl.params import ParamsError
+
+
+class WeightsError(ParamsError):
+    """``backbones.<name>.weights`` names weights that cannot be loaded (missing, offline...).
+
+    Defined here, in a module that does not import Keras, so that weights can be checked
+    (:func:`resolve`) before TensorFlow starts (``make paper``)."""
 
 Kind = Literal["random", "keras_folder", "hf_folder", "remote"]
 

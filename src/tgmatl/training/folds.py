@@ -470,6 +470,7 @@ def run_train_stage(
     outputs (the paired statistics' input) to ``predictions`` and the results JSON to ``out``.
     """
     from tgmatl.io import atomic_dir, write_json, write_parquet
+    from tgmatl.versions import environment
 
     spec = get_setup(setup)
     if spec.uses_sampling and sampling is not None and sampling.scope == "dataset" and not masks:
@@ -480,7 +481,8 @@ def run_train_stage(
         results, runs = train_setup(inputs, setup, train, heads, sampling, seed, models_dir=tmp,
                                     progress=progress, desc=f"{backbone}/{setup}")
         log_curves(runs, tmp / "dvclive")
-    results = {"backbone": backbone, **results}
+    # the versions behind these numbers (report.md lists them; tgmatl.versions)
+    results = {"backbone": backbone, **results, "environment": environment()}
     write_parquet(test_embeddings, test_embeddings_table(inputs, runs[0]))
     write_parquet(predictions, pd.concat([r.per_sample for r in runs], ignore_index=True))
     write_json(out, results)

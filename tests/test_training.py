@@ -235,13 +235,11 @@ def test_tg_matl_batch_scope_runs(inputs):
 
 
 # --- the stage ----------
-def _run_stage(fake, out_dir: Path, setup="tg_matl"):
+def _run_stage(fake, out_dir: Path, setups=("tg_matl",)):
     return run_train_stage(
-        backbone="fake", setup=setup, embeddings=fake["embeddings"], split=fake["split"],
+        backbone="fake", setups=setups, embeddings=fake["embeddings"], split=fake["split"],
         scores=fake["scores"], masks=fake["masks"], samples=fake["samples"],
-        out=out_dir / "results" / f"{setup}.json", models=out_dir / "models" / setup,
-        test_embeddings=out_dir / "results" / f"{setup}.test_embeddings.parquet",
-        predictions=out_dir / "results" / f"{setup}.predictions.parquet",
+        out=out_dir / "results", models=out_dir / "models",
         train=TRAIN, heads=HEADS, sampling=SAMPLING, seed=3, progress=False)
 
 
@@ -279,6 +277,8 @@ def test_stage_outputs_and_determinism(fake, tmp_path):
     assert per_unit["class_ap"].mean() == pytest.approx(fold["test"]["class_map_at_r"],
                                                         abs=1e-6)
     models = tmp_path / "a/models/tg_matl"
+    assert sorted(p.name for p in (tmp_path / "a/results").iterdir()) == [
+        "tg_matl.json", "tg_matl.predictions.parquet", "tg_matl.test_embeddings.parquet"]
     for f in range(3):
         assert (models / f"r0_f{f}.projection.weights.h5").is_file()
     curves = models / "dvclive/plots/metrics/r0_f0/projection/val_loss.tsv"
@@ -291,12 +291,11 @@ def test_stage_script_reports_missing_masks(fake, tmp_path, repo_root):
         [sys.executable, str(repo_root / "stages/train.py"), "--params",
          str(repo_root / "params.yaml"), "--backbone", "fake", "--setup", "tg_matl",
          "--embeddings", str(fake["embeddings"]), "--split", str(fake["split"]),
-         "--scores", str(fake["scores"]), "--out", str(tmp_path / "r.json"),
-         "--models", str(tmp_path / "m"), "--test-embeddings", str(tmp_path / "t.parquet"),
-         "--predictions", str(tmp_path / "p.parquet")],
+         "--scores", str(fake["scores"]), "--out", str(tmp_path / "r"),
+         "--models", str(tmp_path / "m")],
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert "needs --masks" in proc.stderr
+    assert "need --masks" in proc.stderr
 
 
 # --- setups beyond the paper and probe heads ----------

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tgmatl.config import results_file
 from tgmatl.errors import InputError
 
 METRICS = ("accuracy", "r2", "class_map_at_r", "box_map_at_r")
@@ -34,12 +35,12 @@ Cell = tuple[str, str]  # (backbone, setup)
 
 # --- reading ---------------------------------------------------------------------------------
 def read_predictions(results_dir: str | Path, cells: Iterable[Cell]) -> dict[Cell, pd.DataFrame]:
-    """``results/<backbone>/<setup>.predictions.parquet`` of every cell, sorted by unit and
-    sample; the cells must cover the same units and test samples."""
+    """``results/<backbone>/{train,tg}/<setup>.predictions.parquet`` of every cell, sorted by
+    unit and sample; the cells must cover the same units and test samples."""
     out: dict[Cell, pd.DataFrame] = {}
     ref: pd.DataFrame | None = None
     for b, s in cells:
-        path = Path(results_dir) / b / f"{s}.predictions.parquet"
+        path = results_file(results_dir, b, s, ".predictions.parquet")
         try:
             df = pd.read_parquet(path)
         except FileNotFoundError:

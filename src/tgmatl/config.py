@@ -23,6 +23,9 @@ Setup = Literal["wtl", "cltl", "cltl_hard", "matl", "tg_matl", "matl_tuned", "ma
 # The report's fixed order: the paper's five, then the comparisons beyond the paper.
 PAPER_SETUPS: tuple[str, ...] = ("wtl", "cltl", "cltl_hard", "matl", "tg_matl")
 SETUPS: tuple[str, ...] = (*PAPER_SETUPS, "matl_tuned", "matl_uw", "matl_gradnorm", "cmatl")
+# Setups that read sampling.* run in stage train_tg, the others in stage train; each stage writes
+# its own folder results/<backbone>/<stage folder>/ (see results_file).
+SAMPLING_SETUPS: tuple[str, ...] = ("tg_matl",)
 SETUP_LABELS: dict[str, str] = {
     "wtl": "WTL", "cltl": "CLTL", "cltl_hard": "CLTL (Hard)", "matl": "MATL (0.5)",
     "tg_matl": "TG-MATL", "matl_tuned": "MATL (tuned λ)", "matl_uw": "MATL (uncertainty w.)",
@@ -193,6 +196,14 @@ class EmbedParams:
     bands: Literal["rgb", "thermal", "rgb+thermal"] = spec()
     resize: Literal["stretch", "crop", "pad"] = spec()
     row_group_size: int = spec(ge=1)
+
+
+def results_file(results_dir, backbone: str, setup: str, suffix: str = ".json"):
+    """``results/<backbone>/{train|tg}/<setup><suffix>``: where a setup's outputs live."""
+    from pathlib import Path
+
+    folder = "tg" if setup in SAMPLING_SETUPS else "train"
+    return Path(results_dir) / backbone / folder / f"{setup}{suffix}"
 
 
 def backbone_section(params: Mapping, name: str) -> BackboneParams:

@@ -1,10 +1,10 @@
 """Stage `report`: Table II as metrics JSON and markdown, and the plots (PNG, rendered offline).
 
-Inputs: ``results/<backbone>/<setup>.json`` (and ``<setup>.test_embeddings.parquet``) for every
-configured backbone and setup, ``scores.parquet`` (score distribution per class) and the Table I
-JSON of the ``score`` stage. DVC's own plot HTML loads vega from a CDN and stays blank offline,
-so every plot is a matplotlib PNG (listed under ``plots:`` in dvc.yaml, which DVC shows as
-images).
+Inputs: ``results/<backbone>/{train,tg}/<setup>.json`` (and ``.test_embeddings.parquet``,
+``.predictions.parquet``) for every configured backbone and setup, ``scores.parquet`` (score
+distribution per class) and the Table I JSON of the ``score`` stage. DVC's own plot HTML loads
+vega from a CDN and stays blank offline, so every plot is a matplotlib PNG (listed under
+``plots:`` in dvc.yaml, which DVC shows as images).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tgmatl.config import PAPER_SETUPS, SETUP_LABELS, SETUPS
+from tgmatl.config import PAPER_SETUPS, SETUP_LABELS, SETUPS, results_file
 from tgmatl.errors import InputError
 from tgmatl.versions import software_markdown
 
@@ -38,7 +38,7 @@ def read_results(results_dir: str | Path, backbones: Sequence[str],
     out: Results = {}
     for b in backbones:
         for s in setups:
-            path = Path(results_dir) / b / f"{s}.json"
+            path = results_file(results_dir, b, s)
             try:
                 data = json.loads(path.read_text())
             except FileNotFoundError:
@@ -333,7 +333,7 @@ def pca_2d(x: np.ndarray) -> np.ndarray:
 
 
 def read_test_embeddings(results_dir: str | Path, backbone: str, setup: str) -> pd.DataFrame:
-    path = Path(results_dir) / backbone / f"{setup}.test_embeddings.parquet"
+    path = results_file(results_dir, backbone, setup, ".test_embeddings.parquet")
     try:
         return pd.read_parquet(path)
     except FileNotFoundError:

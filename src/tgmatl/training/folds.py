@@ -447,14 +447,12 @@ def test_embeddings_table(inputs: SetupInputs, run: FoldRun) -> pa.Table:
 def run_train_stage(
     *,
     backbone: str,
-    setup: str,
+    setups: Sequence[str],
     embeddings: str | Path,
     split: str | Path,
     scores: str | Path,
     out: str | Path,
     models: str | Path,
-    test_embeddings: str | Path,
-    predictions: str | Path,
     train: TrainParams,
     heads: HeadsParams,
     sampling: SamplingParams | None,
@@ -462,28 +460,40 @@ def run_train_stage(
     masks: str | Path | None = None,
     samples: str | Path | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Stages ``train`` / ``train_tg``: every unit of one backbone × setup, outputs atomic.
+) -> dict[str, dict[str, Any]]:
+    """Stages ``train`` / ``train_tg``: every unit of one backbone × each of ``setups``.
 
-    Writes the projection weights and dvclive curves under ``models``, the first unit's test
-    embeddings (the space the heads saw) to ``test_embeddings``, every unit's per-test-sample
-    outputs (the paired statistics' input) to ``predictions`` and the results JSON to ``out``.
+    One process for all of a backbone's setups: the inputs are read once and TensorFlow starts
+    once. Writes, per setup, into the folder ``out``: ``<setup>.json`` (results),
+    ``<setup>.predictions.parquet`` (every unit's per-test-sample outputs, the paired
+    statistics' input) and ``<setup>.test_embeddings.parquet`` (the first unit's test space);
+    into ``models/<setup>/`` the projection weights and dvclive curves. Both folders appear
+    only once complete.
     """
     from tgmatl.io import atomic_dir, write_json, write_parquet
     from tgmatl.versions import environment
 
-    spec = get_setup(setup)
-    if spec.uses_sampling and sampling is not None and sampling.scope == "dataset" and not masks:
-        raise InputError(f"setup {setup} with sampling.scope=dataset needs --masks")
-    inputs = load_inputs(embeddings, split, scores,
-                         masks=masks if spec.uses_sampling else None, samples=samples)
-    with atomic_dir(models) as tmp:
-        results, runs = train_setup(inputs, setup, train, heads, sampling, seed, models_dir=tmp,
-                                    progress=progress, desc=f"{backbone}/{setup}")
-        log_curves(runs, tmp / "dvclive")
-    # the versions behind these numbers (report.md lists them; tgmatl.versions)
-    results = {"backbone": backbone, **results, "environment": environment()}
-    write_parquet(test_embeddings, test_embeddings_table(inputs, runs[0]))
-    write_parquet(predictions, pd.concat([r.per_sample for r in runs], ignore_index=True))
-    write_json(out, results)
-    return results
+    specs = [get_setup(s) for s in setups]
+    if not specs:
+        raise InputError("no setup to train (train.setups is empty)")
+    sampled = any(s.uses_sampling for s in specs)
+    if sampled and sampling is not None and sampling.scope == "dataset" and not masks:
+        raise InputError(f"setups {', '.join(setups)} with sampling.scope=dataset need --masks")
+    inputs = load_inputs(embeddings, split, scores, masks=masks if sampled else None,
+                         samples=samples)
+    env = environment()  # the versions behind these numbers (report.md lists them)
+    out_all: dict[str, dict[str, Any]] = {}
+    with atomic_dir(out) as res_dir, atomic_dir(models) as mod_dir:
+        for setup in setups:
+            results, runs = train_setup(inputs, setup, train, heads, sampling, seed,
+                                        models_dir=mod_dir / setup, progress=progress,
+                                        desc=f"{backbone}/{setup}")
+            log_curves(runs, mod_dir / setup / "dvclive")
+            results = {"backbone": backbone, **results, "environment": env}
+            write_parquet(res_dir / f"{setup}.test_embeddings.parquet",
+                          test_embeddings_table(inputs, runs[0]))
+            write_parquet(res_dir / f"{setup}.predictions.parquet",
+                          pd.concat([r.per_sample for r in runs], ignore_index=True))
+            write_json(res_dir / f"{setup}.json", results)
+            out_all[setup] = results
+    return out_all

@@ -21,7 +21,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tgmatl.config import PAPER_SETUPS, SETUP_LABELS, SETUPS, SamplingParams, TrainParams
+from tgmatl.config import (
+    PAPER_SETUPS,
+    SAMPLING_SETUPS,
+    SETUP_LABELS,
+    SETUPS,
+    SamplingParams,
+    TrainParams,
+)
 
 LossFn = Callable[[Any, Any, Any], Any]
 TARGETS = ("class_id", "box_label", "features...")
@@ -149,6 +156,7 @@ REGISTRY: dict[str, Setup] = {s.name: s for s in (
     Setup("cmatl", False, _cmatl_loss, _cmatl_criterion),
 )}
 assert tuple(REGISTRY) == SETUPS, "config.SETUPS lists the registry in the report's order"
+assert {n for n, s in REGISTRY.items() if s.uses_sampling} == set(SAMPLING_SETUPS)
 
 
 def get_setup(name: str) -> Setup:

@@ -27,7 +27,8 @@ def main(args, params):
     run_report(results_dir=args.results, scores=args.scores, mi=args.mi,
                metrics_out=args.metrics, plots_dir=args.plots, report_out=args.report,
                backbones=backbones, eval_params=ev, claims_out=args.claims,
-               comparisons_out=args.comparisons, leakage=leakage(samples, split), setups=setups)
+               comparisons_out=args.comparisons, split=split, leakage=leakage(samples, split),
+               setups=setups)
 
 
 if __name__ == "__main__":

@@ -59,38 +59,39 @@ def read_predictions(results_dir: str | Path, cells: Iterable[Cell]) -> dict[Cel
 def paired_terms(a: pd.DataFrame, b: pd.DataFrame, metric: str,
                  features: Sequence[str]) -> pd.DataFrame:
     """Per test sample and unit, the term ``d`` whose mean over the unit's samples is the
-    unit's ``metric(a) - metric(b)``; rows without a term (a retrieval query with no match)
-    are dropped. Columns: repeat, fold, sample_id, d.
+    unit's ``metric(a) - metric(b)`` (columns repeat, fold, sample_id, d; NaN: no term).
 
-    Box R² (uniform average over the ``K`` features): the two setups share the unit's test
-    truth, so ``SST_k`` is common and ``R²_a - R²_b = -(1/K) Σ_k (SSE_a,k - SSE_b,k) / SST_k``,
-    the mean over the ``n`` samples of ``c_i = -(n/K) Σ_k (e²_a,ik - e²_b,ik) / SST_k``.
+    Accuracy: ``1[correct]`` differences. MAP@R: differences of the jackknife terms
+    (:func:`tgmatl.stats.map_at_r_terms`, computed by the train stage: a test sample is a query
+    and an item of the other queries' lists). Box R² (uniform average over the ``K`` features):
+    the setups share the unit's test truth, so ``SST_k`` is common and ``R²_a - R²_b`` is the
+    mean over the ``n`` samples of ``c_i = -(n/K) Σ_k (e²_a,ik - e²_b,ik) / SST_k``.
     """
     out = a[KEYS].copy()
     if metric == "accuracy":
         out["d"] = ((a["class_pred"] == a["class_id"]).astype(float)
                     - (b["class_pred"] == b["class_id"]).astype(float))
     elif metric in ("class_map_at_r", "box_map_at_r"):
-        col = metric.split("_")[0] + "_ap"
+        col = metric.split("_")[0] + "_map_term"
         out["d"] = a[col].to_numpy(float) - b[col].to_numpy(float)
     elif metric == "r2":
+        unit = (a["repeat"].astype(np.int64) * 100_000 + a["fold"].astype(np.int64)).to_numpy()
+        n = pd.Series(unit).map(pd.Series(unit).value_counts()).to_numpy(float)
         d = np.zeros(len(a))
-        unit = a["repeat"].astype(np.int64) * 100_000 + a["fold"].astype(np.int64)
-        k = len(features)
         for f in features:
             y = a[f"feat_{f}"].to_numpy(float)
-            sst = pd.Series((y - pd.Series(y).groupby(unit.to_numpy()).transform("mean"))
-                            ** 2).groupby(unit.to_numpy()).transform("sum").to_numpy()
-            n = unit.map(unit.value_counts()).to_numpy(float)
+            centred = y - pd.Series(y).groupby(unit).transform("mean").to_numpy()
+            sst = pd.Series(centred ** 2).groupby(unit).transform("sum").to_numpy()
             delta = ((a[f"pred_{f}"].to_numpy(float) - y) ** 2
                      - (b[f"pred_{f}"].to_numpy(float) - y) ** 2)
-            # a feature constant on the unit's test samples has no R² (sklearn: 0 or 1); it
-            # contributes no term, as r2_score's uniform average would score both alike
-            d += np.where(sst > 0, -(n / k) * delta / np.where(sst > 0, sst, 1.0), 0.0)
+            # a feature constant on a unit's test samples has no R²; r2_score scores both
+            # setups alike there, so it adds no difference
+            d += np.where(sst > 0, -(n / len(features)) * delta / np.where(sst > 0, sst, 1.0),
+                          0.0)
         out["d"] = d
     else:
         raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
-    return out[np.isfinite(out["d"].to_numpy())]
+    return out
 
 
 @dataclass(frozen=True)
@@ -98,19 +99,37 @@ class Comparison:
     a: Cell
     b: Cell
     metric: str
-    result: object  # tgmatl.stats.PairedResult
+    result: object  # tgmatl.stats.PairedComparison
+
+
+def unit_memberships(split: pd.DataFrame) -> dict[tuple[int, int], np.ndarray]:
+    """Training sample ids of every (repeat, fold) unit of a long split table."""
+    out = {}
+    for r, part in split.groupby("repeat", sort=True):
+        rest = part[~part["test"].to_numpy(bool)]
+        for f in sorted(int(v) for v in rest["fold"].unique()):
+            out[int(r), f] = rest.loc[rest["fold"] != f, "sample_id"].to_numpy(dtype=object)
+    return out
 
 
 def compare(preds: dict[Cell, pd.DataFrame], a: Cell, b: Cell, metric: str,
-            features: Sequence[str], *, n_train: float, resplit: bool, alpha: float,
-            folds: int) -> Comparison:
-    """The paired test of ``metric(a) - metric(b)`` over the units."""
+            features: Sequence[str], train_ids: dict[tuple[int, int], np.ndarray], *,
+            alpha: float) -> Comparison:
+    """The paired test of ``metric(a) - metric(b)`` over the units (:func:`tgmatl.stats.compare`).
+    """
     from tgmatl import stats
 
     terms = paired_terms(preds[a], preds[b], metric, features)
-    result = stats.paired_test_from_terms(terms, n_train=n_train, resplit=resplit, alpha=alpha,
-                                          folds=folds)
-    return Comparison(a, b, metric, result)
+    diffs, units = [], []
+    for (r, f), part in terms.groupby(["repeat", "fold"], sort=True):
+        key = (int(r), int(f))
+        if key not in train_ids:
+            raise InputError(f"predictions of {a} hold repeat {r}, fold {f}, which the split "
+                             f"does not have (rerun the pipeline from the split stage)")
+        diffs.append(part["d"].to_numpy(float))
+        units.append(stats.Unit(int(r), part["sample_id"].to_numpy(dtype=object),
+                                train_ids[key]))
+    return Comparison(a, b, metric, stats.compare(diffs, units, alpha=alpha))
 
 
 # --- the paper's findings ----------------------------------------------------------------------

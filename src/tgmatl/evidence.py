@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from tgmatl.comparisons import (
     FINDINGS,
@@ -27,6 +28,7 @@ from tgmatl.comparisons import (
     finding_parts,
     holm,
     read_predictions,
+    unit_memberships,
     verdict,
 )
 from tgmatl.config import EvalParams
@@ -48,14 +50,12 @@ def _r(v: float, digits: int = 6) -> float | None:
 
 
 def build_evidence(results_dir: str | Path, results: dict, backbones: Sequence[str],
-                   setups: Sequence[str], ev: EvalParams) -> Evidence:
-    """Every TG-MATL comparison and every finding's verdict of one run."""
+                   setups: Sequence[str], ev: EvalParams, split: pd.DataFrame) -> Evidence:
+    """Every TG-MATL comparison and every finding's verdict of one run (``split``: the long
+    split table the units came from)."""
     backbones = list(backbones)
-    any_result = next(iter(results.values()))
-    features = list(any_result["features"])
-    units = any_result["units"]
-    n_train = float(np.mean([u["n_train"] for u in units]))
-    folds = int(any_result["n_folds"])
+    features = list(next(iter(results.values()))["features"])
+    train_ids = unit_memberships(split)
     cells = [(b, s) for b in backbones for s in setups]
     preds = read_predictions(results_dir, cells)
     cache: dict[tuple[Cell, Cell, str], Comparison] = {}
@@ -63,8 +63,7 @@ def build_evidence(results_dir: str | Path, results: dict, backbones: Sequence[s
     def get(a: Cell, b: Cell, metric: str) -> Comparison:
         key = (a, b, metric)
         if key not in cache:
-            cache[key] = compare(preds, a, b, metric, features, n_train=n_train,
-                                 resplit=ev.resplit, alpha=ev.alpha, folds=folds)
+            cache[key] = compare(preds, a, b, metric, features, train_ids, alpha=ev.alpha)
         return cache[key]
 
     table = [get((b, REFERENCE), (b, s), m) for b in backbones for m in METRICS

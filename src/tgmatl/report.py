@@ -375,7 +375,7 @@ def plot_embedding_maps(results_dir: str | Path, results: Results, backbones: Se
 def run_report(*, results_dir: str | Path, scores: str | Path, mi: str | Path,
                metrics_out: str | Path, plots_dir: str | Path, report_out: str | Path,
                backbones: Sequence[str], eval_params, claims_out: str | Path,
-               comparisons_out: str | Path, leakage: dict | None = None,
+               comparisons_out: str | Path, split: pd.DataFrame, leakage: dict | None = None,
                setups: Sequence[str] = SETUPS) -> dict:
     """Write ``table2.json``, ``comparisons.json``, ``claims.json``, ``report.md`` and the PNG
     plots; returns the Table II dict."""
@@ -401,7 +401,7 @@ def run_report(*, results_dir: str | Path, scores: str | Path, mi: str | Path,
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise InputError(f"{scores}: cannot read repeat, fold, sample_id, role, class_id, score: "
                          f"{exc}") from None
-    ev = build_evidence(results_dir, results, backbones, setups, eval_params)
+    ev = build_evidence(results_dir, results, backbones, setups, eval_params, split)
     classes = next(iter(results.values()))["classes"]
     with atomic_dir(plots_dir) as tmp:
         plot_metrics(results, backbones, tmp / "metrics.png", setups)

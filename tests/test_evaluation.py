@@ -69,3 +69,25 @@ def test_regression_metrics_match_sklearn():
     assert m["mse"] == pytest.approx(mean_squared_error(y, p))
     assert regression_metrics(y, np.tile(y.mean(axis=0), (40, 1)), ["a", "b"])["r2"] == (
         pytest.approx(0.0))
+
+
+def test_per_query_ap_and_leave_one_out_match_brute_force():
+    from tgmatl.evaluation import average_precision_at_r, map_at_r_leave_one_out
+
+    rng = np.random.default_rng(3)
+    for trial in range(12):
+        n = int(rng.integers(3, 16))
+        emb = rng.normal(size=(n, 2))
+        if trial % 3 == 0:
+            emb = np.round(emb)  # distance ties
+        labels = rng.integers(0, 3, n)
+        ap = average_precision_at_r(emb, labels)
+        m = retrieval_metrics(emb, labels)["map_at_r"]
+        assert (m is None and np.all(np.isnan(ap))) or np.nanmean(ap) == pytest.approx(m)
+        loo = map_at_r_leave_one_out(emb, labels)
+        for j in range(n):
+            ref = retrieval_metrics(np.delete(emb, j, 0), np.delete(labels, j))["map_at_r"]
+            if ref is None:
+                assert np.isnan(loo[j])
+            else:
+                assert loo[j] == pytest.approx(ref, abs=1e-12)

@@ -73,6 +73,26 @@ def neighbour_order(emb: np.ndarray) -> np.ndarray:
     return order[:, :-1]  # the last column is the query itself (distance inf)
 
 
+def average_precision_at_r(emb: np.ndarray, labels: np.ndarray,
+                           order: np.ndarray | None = None) -> np.ndarray:
+    """[n] per-query AP@R (MAP@R is their mean); NaN for a query whose label no other sample has."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    ap = np.full(n, np.nan)
+    if n < 2:
+        return ap
+    if order is None:
+        order = neighbour_order(emb)
+    rel = labels[order] == labels[:, None]  # [n, n-1]
+    r = rel.sum(axis=1)
+    rank = np.arange(1, n)
+    precision = np.cumsum(rel, axis=1) / rank
+    within = rank[None, :] <= r[:, None]  # only the first R_i neighbours count
+    has = r > 0
+    ap[has] = (precision * rel * within).sum(axis=1)[has] / r[has]
+    return ap
+
+
 def retrieval_metrics(emb: np.ndarray, labels: np.ndarray, prefix: str = "",
                       order: np.ndarray | None = None) -> dict:
     """``{prefix}p_at_1`` and ``{prefix}map_at_r``; ``None`` when no query has a match.
@@ -85,15 +105,61 @@ def retrieval_metrics(emb: np.ndarray, labels: np.ndarray, prefix: str = "",
         return {f"{prefix}p_at_1": None, f"{prefix}map_at_r": None}
     if order is None:
         order = neighbour_order(emb)
-    rel = labels[order] == labels[:, None]  # [n, n-1]
-    r = rel.sum(axis=1)
-    queries = np.flatnonzero(r > 0)
+    ap = average_precision_at_r(emb, labels, order)
+    queries = np.flatnonzero(~np.isnan(ap))
     if len(queries) == 0:
         return {f"{prefix}p_at_1": None, f"{prefix}map_at_r": None}
-    p1 = rel[queries, 0].mean()
-    aps = []
-    for i in queries:
-        hits = rel[i, : r[i]]
-        precision = np.cumsum(hits) / np.arange(1, r[i] + 1)
-        aps.append((precision * hits).sum() / r[i])
-    return {f"{prefix}p_at_1": float(p1), f"{prefix}map_at_r": float(np.mean(aps))}
+    p1 = (labels[order[queries, 0]] == labels[queries]).mean()
+    return {f"{prefix}p_at_1": float(p1), f"{prefix}map_at_r": float(np.mean(ap[queries]))}
+
+
+def map_at_r_leave_one_out(emb: np.ndarray, labels: np.ndarray,
+                           order: np.ndarray | None = None) -> np.ndarray:
+    """[n] MAP@R of the samples with sample ``j`` removed (as query *and* as retrieved item).
+
+    A sample enters MAP@R twice: its own AP, and the ranks it takes in the other queries'
+    lists. Per-query APs miss the second part, so their spread understates how much MAP@R
+    moves with the test samples drawn (about 3x in variance on planted surveys); the
+    leave-one-out values give jackknife terms that hold both (tgmatl.stats.map_at_r_terms).
+
+    Removing item ``j`` at (1-based) rank ``s`` of query ``q`` (``R`` items of q's label,
+    ``c_k`` of them within the first ``k`` ranks) shifts the later ranks up by one; with
+    prefix sums of ``A_k = rel_k c_k / k``, ``B_k = rel_k c_k / (k-1)``, ``C_k = rel_k / (k-1)``:
+
+    - ``j`` of another label: ``AP' = (A[1..min(s-1, R)] + B[s+1..R+1]) / R``;
+    - ``j`` of q's label: ``AP' = (A[1..min(s-1, R-1)] + (B - C)[s+1..R]) / (R-1)``, and q
+      leaves MAP@R when ``R = 1``.
+
+    O(n²) time and memory. NaN where no query is left.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    if n < 2:
+        return np.full(n, np.nan)
+    if order is None:
+        order = neighbour_order(emb)
+    rel = (labels[order] == labels[:, None]).astype(np.float64)  # [n, n-1], rank k = col + 1
+    r = rel.sum(axis=1).astype(np.int64)
+    k = np.arange(1, n, dtype=np.float64)
+    c = np.cumsum(rel, axis=1)
+    km1 = np.maximum(k - 1.0, 1.0)  # B and C are only summed from rank 2 on
+    zero = np.zeros((n, 1))
+    pa = np.hstack([zero, np.cumsum(rel * c / k, axis=1)])       # pa[:, t] = A_1 + ... + A_t
+    pb = np.hstack([zero, np.cumsum(rel * c / km1, axis=1)])
+    pbc = np.hstack([zero, np.cumsum(rel * (c - 1.0) / km1, axis=1)])
+    s = np.broadcast_to(np.arange(1, n), (n, n - 1))
+    rr = r[:, None]
+    rows = np.arange(n)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        other = (pa[rows, np.minimum(s - 1, rr)]
+                 + np.where(s <= rr, pb[rows, np.minimum(rr + 1, n - 1)] - pb[rows, s], 0.0)) / rr
+        same = (pa[rows, np.clip(np.minimum(s - 1, rr - 1), 0, None)]
+                + np.where(s < rr, pbc[rows, np.clip(rr, 0, n - 1)] - pbc[rows, s], 0.0)) / (rr - 1)
+    ap_without = np.where(rel > 0, same, other)
+    ap_without[(r[:, None] == 0) | ((rel > 0) & (rr == 1))] = np.nan
+    table = np.full((n, n), np.nan)  # table[q, j]: AP of query q without item j
+    table[rows, order] = ap_without
+    counts = np.sum(~np.isnan(table), axis=0)
+    sums = np.nansum(table, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / counts, np.nan)

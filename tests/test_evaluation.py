@@ -157,3 +157,26 @@ def test_regression_metrics_match_sklearn():
     assert m["mse"] == pytest.approx(mean_squared_error(y, p))
     assert regression_metrics(y, np.tile(y.mean(axis=0), (40, 1)), ["a", "b"])["r2"] == (
         pytest.approx(0.0))
+
+
+@pytest.mark.parametrize("with_groups", [False, True])
+def test_leave_one_out_map_matches_brute_force(with_groups):
+    from tgmatl.evaluation import map_at_r_leave_one_out
+
+    rng = np.random.default_rng(3)
+    for trial in range(12):
+        n = int(rng.integers(3, 16))
+        emb = rng.normal(size=(n, 2))
+        if trial % 3 == 0:
+            emb = np.round(emb)  # distance ties
+        labels = rng.integers(0, 3, n)
+        groups = rng.integers(0, max(2, n // 2), n) if with_groups else None
+        loo = map_at_r_leave_one_out(emb, labels, groups)
+        for j in range(n):
+            g = None if groups is None else np.delete(groups, j)
+            ref = retrieval_metrics(np.delete(emb, j, 0), np.delete(labels, j),
+                                    groups=g)["map_at_r"]
+            if ref is None:
+                assert np.isnan(loo[j])
+            else:
+                assert loo[j] == pytest.approx(ref, abs=1e-12)

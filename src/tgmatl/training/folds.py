@@ -264,7 +264,7 @@ class SetupTrainer:
         """Fit the unit's heads on the embeddings ``z`` (all samples, frozen) and compute the
         test metrics. Retrieval uses ``z`` as is when a projection made it, else
         L2-normalised; a query's own image is never among its references."""
-        from tgmatl import evaluation
+        from tgmatl import evaluation, stats
 
         t = inputs.units[unit]
         tr, va, te = fold_roles(inputs, unit)
@@ -293,6 +293,9 @@ class SetupTrainer:
             "class_pred": np.asarray(heads.class_pred, np.int32),
             "class_ap": cls_q["ap"], "class_hit": cls_q["hit_at_1"],
             "box_ap": box_q["ap"], "box_hit": box_q["hit_at_1"],
+            # jackknife terms: MAP@R's per-sample terms for the paired tests (tgmatl.stats)
+            "class_map_term": stats.map_at_r_terms(space, t.class_id[te], groups),
+            "box_map_term": stats.map_at_r_terms(space, t.box_label[te], groups),
         })
         for k, name in enumerate(inputs.feature_names):
             per_sample[f"feat_{name}"] = t.features[te, k].astype(np.float64)

@@ -1,8 +1,10 @@
 """End to end: the whole DVC pipeline on tiny params in a temporary git copy of the repo.
 
 `dvc repro`, then `dvc exp run -S sampling.top_pct=...`: only `select`, `train_tg@*` and `report`
-may run again (the `train` matrix does not read `sampling.*`), and `dvc metrics diff` must show
-the TG-MATL values of table2.json change while the other setups' stay.
+may run again (the `train` stages do not read `sampling.*`), and `dvc metrics diff` must show
+the TG-MATL values of table2.json change while the other setups' stay. A change of
+`eval.repeats` would rerun everything from `split` on, and one of `eval.alpha` only `report`
+(checked with `dvc repro --dry`).
 """
 
 import json
@@ -19,13 +21,16 @@ import yaml
 
 pytestmark = pytest.mark.slow
 
-# Small enough for ~2 minutes on 2 cores: 1 backbone, 6 scenes, 3 folds, a few epochs.
+# Small enough for ~2 minutes on 2 cores: 1 backbone, 16 scenes, 2 repeats × 3 folds, two
+# setups besides TG-MATL, a few epochs.
 TINY = {
-    "demo": {"n_scenes": 6, "width": 1000, "height": 700, "n_targets": 60},
+    "demo": {"n_scenes": 16, "width": 800, "height": 600, "n_targets": 60},
     "embed": {"backbones": ["dinov2"]},
     "split": {"test_size": 0.5, "folds": 3},
-    "train": {"projection": [32, 16], "epochs": 8, "patience": 3, "lr": 1.0e-3},
-    "heads": {"epochs": 30, "patience": 5},
+    "eval": {"repeats": 2},
+    "train": {"setups": ["wtl", "matl"], "projection": [32, 16], "epochs": 8, "patience": 3,
+              "lr": 1.0e-3, "box_weight_grid": [0.25, 0.75]},
+    "heads": {"inner_folds": 3},
 }
 
 
@@ -86,9 +91,14 @@ def test_repro_then_sampling_experiment(repo_root, tmp_path):
     _run(git + ["commit", "-qm", "copy"], work, env)
 
     out = _run(dvc + ["repro"], work, env, timeout=900)
-    assert {"train@dinov2-wtl", "train@dinov2-matl", "train_tg@dinov2", "report"} <= _ran(out)
+    assert {"split", "train@dinov2", "train_tg@dinov2", "report"} <= _ran(out)
     table = json.loads((work / "metrics/table2.json").read_text())
-    assert set(table["dinov2"]) == {"wtl", "cltl", "cltl_hard", "matl", "tg_matl"}
+    assert set(table["dinov2"]) == {"wtl", "matl", "tg_matl"}
+    claims = json.loads((work / "metrics/claims.json").read_text())
+    assert claims["dinov2"]["tg_matl_acc_above_matl"]["verdict"] in (
+        "holds", "contradicted", "inconclusive")
+    comparisons = json.loads((work / "metrics/comparisons.json").read_text())
+    assert set(comparisons["dinov2"]) == {"vs_wtl", "vs_matl"}
     for name in ("metrics.png", "curves.png", "embeddings_class.png"):
         assert (work / "plots" / name).stat().st_size > 0
     assert "TG-MATL" in (work / "report.md").read_text()
@@ -100,6 +110,17 @@ def test_repro_then_sampling_experiment(repo_root, tmp_path):
     assert private == [], private[:10]
     _run(git + ["add", "-A"], work, env)
     _run(git + ["commit", "-qm", "baseline"], work, env)
+
+    # which stages a change of eval.* would rerun (a dry run: nothing runs)
+    for key, value, expect in (
+            ("repeats", 3, {"split", "score", "select", "train@dinov2", "train_tg@dinov2",
+                            "report"}),
+            ("alpha", 0.1, {"report"})):
+        changed = yaml.safe_load((work / "params.yaml").read_text())
+        changed["eval"][key] = value
+        (work / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
+        assert _ran(_run(dvc + ["repro", "--dry"], work, env)) == expect, key
+        _run(git + ["checkout", "params.yaml"], work, env)
 
     top = 0.5 if params["sampling"]["top_pct"] != 0.5 else 0.3
     out = _run(dvc + ["exp", "run", "-S", f"sampling.top_pct={top}"], work, env, timeout=600)

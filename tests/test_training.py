@@ -28,7 +28,7 @@ CLASSES = ["cow", "deer", "horse"]
 TRAIN = TrainParams(
     setups=("wtl", "cltl", "cltl_hard", "matl"), box_weight_grid=(0.25, 0.75), uw_lr=0.01,
     projection=(32, 8), lr=1e-3, batch_size=16, margin=0.1, box_weight=0.5,
-    epochs=25, patience=5, val_criterion="loss", gradnorm_alpha=1.5,
+    epochs=25, patience=5, min_delta=0.0, val_criterion="loss", gradnorm_alpha=1.5,
     gradnorm_lr=0.01)
 HEADS = HeadsParams(kind="mlp", l2_grid=(0.1, 1.0, 10.0), inner_folds=3, hidden=0, lr=1e-2,
                     batch_size=16, epochs=60, patience=10)
@@ -129,7 +129,7 @@ def test_validation_chunks_hold_every_class():
 
 
 # --- the compiled loop ----------
-def _linear_fit(epochs, patience, val_sign=1.0):
+def _linear_fit(epochs, patience, val_sign=1.0, min_delta=0.0):
     import keras
     import tensorflow as tf
 
@@ -147,8 +147,23 @@ def _linear_fit(epochs, patience, val_sign=1.0):
     fit = CompiledFit(model, mse, lr=0.05, y_dim=1)
     init = models.init_weights(model, np.random.default_rng(1), x)
     plan = shuffled_batches(40, 8, epochs, np.random.default_rng(2))
-    res = fit.fit(init, x, y, x[:10], val_sign * y[:10], plan, None, epochs, patience)
+    res = fit.fit(init, x, y, x[:10], val_sign * y[:10], plan, None, epochs, patience,
+                  min_delta=min_delta)
     return res, model, fit, init, keras
+
+
+def test_min_delta_ends_a_creeping_run():
+    """The validation MSE keeps falling for all 60 epochs; an improvement must beat the best by
+    more than min_delta, so with a large one the run ends once the gains get small."""
+    full, *_ = _linear_fit(epochs=60, patience=3)
+    assert full.epochs == 60  # still improving at the ceiling
+    gains = -np.diff(full.val_loss)
+    delta = float(np.quantile(gains, 0.5))
+    short, *_ = _linear_fit(epochs=60, patience=3, min_delta=delta)
+    assert short.epochs < full.epochs
+    # the restored epoch is the last whose value beat the previous best by more than delta
+    assert short.val_loss[short.best_epoch - 1] == pytest.approx(short.best_val_loss)
+    assert short.epochs == short.best_epoch + 3
 
 
 def test_loss_decreases_and_ceiling_respected():

@@ -296,6 +296,7 @@ class TrainParams:
     box_weight: float = spec(ge=0.0, le=1.0)
     epochs: int = spec(ge=1)
     patience: int = spec(ge=1)
+    min_delta: float = spec(ge=0.0)  # an improvement of the criterion must exceed it
     # what picks the projection's best epoch on the validation samples: hinge_all (the triplet
     # hinge averaged over *all* valid triplets) | loss (the training loss itself)
     val_criterion: Literal["hinge_all", "loss"] = spec()

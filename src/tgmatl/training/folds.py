@@ -229,7 +229,7 @@ class SetupTrainer:
             fit = projection_trainer(self.setup, x.shape[1], y.shape[1], v, self.sampling)
             init = models.init_weights(fit.model, unit_rng(seed, unit, "projection"))
             res = fit.fit(init, x[tr], y[tr], x[va], y[va], batches, weights, v.epochs,
-                          v.patience, val_groups=t.class_id[va])
+                          v.patience, val_groups=t.class_id[va], min_delta=v.min_delta)
             z = fit.predict(x)
             info: dict[str, Any] = dict(res.task_summary() or {})
             key = -np.inf

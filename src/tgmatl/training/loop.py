@@ -109,6 +109,7 @@ class CompiledFit:
             spec([None, d], f32), spec([None, y_dim], f32),      # x, y (validation)
             spec([None, None, None], i32), spec([None, None, None], f32),  # batches, weights
             spec([None, 2], i32), spec([], i32), spec([], i32),  # val chunks, epochs, patience
+            spec([], f32),                                       # min_delta
         ])
         self._predict = tf.function(lambda x: model(x, training=False), autograph=False,
                                     input_signature=[spec([None, d], f32)])
@@ -177,7 +178,7 @@ class CompiledFit:
                                  (tf.constant(0), tf.constant(0.0)))
         return total / tf.cast(bounds[-1, 1] - bounds[0, 0], tf.float32)
 
-    def _fit_graph(self, x, y, xv, yv, batches, weights, bounds, epochs, patience):
+    def _fit_graph(self, x, y, xv, yv, batches, weights, bounds, epochs, patience, min_delta):
         import tensorflow as tf
 
         for slot in (*self.m, *self.v):
@@ -213,7 +214,9 @@ class CompiledFit:
                 lambda s, acc, tacc, trace: train_step(e, s, acc, tacc, trace),
                 (tf.constant(0), tf.constant(0.0), tf.zeros([self.n_tasks]), trace))
             vl = self._validation(xv, yv, bounds)
-            improved = vl < best  # strict: ties keep the earlier epoch; NaN never improves
+            # an improvement must beat the best by more than min_delta (strict: ties keep the
+            # earlier epoch; NaN never improves), so a creeping criterion cannot hold the loop
+            improved = vl < best - min_delta
             wait = tf.cond(improved, snapshot, lambda: wait + 1)
             n = tf.cast(steps, tf.float32)
             return (e + 1, tf.where(improved, vl, best), tf.where(improved, e, best_e), wait,
@@ -234,8 +237,11 @@ class CompiledFit:
     # python API ---------------------------------------------------------------------------------
     def fit(self, initial: list[np.ndarray], x, y, xv, yv, batches: np.ndarray,
             weights: np.ndarray | None, epochs: int, patience: int,
-            val_groups: np.ndarray | None = None) -> FitResult:
+            val_groups: np.ndarray | None = None, min_delta: float = 0.0) -> FitResult:
         """Re-initialise the model with ``initial``, train, restore the best epoch's weights.
+
+        An epoch improves when its validation value is below the best so far by more than
+        ``min_delta``; ``patience`` epochs without one end the run.
 
         ``val_groups`` (e.g. the validation class labels) orders the validation samples so that
         each chunk holds every group; it matters only above :data:`VAL_CHUNK` samples.
@@ -249,7 +255,7 @@ class CompiledFit:
         e, best_e, best, tr, va, tl, trace, tw = self._fit(
             np.asarray(x, np.float32), y, np.asarray(xv, np.float32)[order], yv[order],
             batches.astype(np.int32), weights.astype(np.float32), val_bounds(len(xv)),
-            np.int32(min(epochs, batches.shape[0])), np.int32(patience),
+            np.int32(min(epochs, batches.shape[0])), np.int32(patience), np.float32(min_delta),
         )
         if int(best_e) < 0:
             raise FloatingPointError(f"{self.model.name}: the validation loss was never finite "

@@ -16,12 +16,13 @@ Heads (``params.yaml`` heads.* for the grid, inner folds and the mlp settings):
   (same grid, folds and solver): the scoring choice, measured.
 - **sklearn**: ``LogisticRegressionCV`` / ``RidgeCV`` with their defaults (Cs 1e-4..1e4, 5-fold
   accuracy; alphas 0.1, 1, 10 by leave-one-out) on the same standardised training samples.
-- **mlp**: :func:`tgmatl.training.folds.head_trainer` heads (``heads.hidden``, ``lr``,
-  ``batch_size``, ``epochs``, ``patience``) initialised and batched as
-  ``SetupTrainer.evaluate_space`` does, early-stopped on the 9 validation samples. Each head is
-  traced once before timing (the pipeline reuses one trace for every fold).
+- **mlp**: the pipeline's ``heads.kind: mlp`` heads, :func:`tgmatl.training.folds.mlp_heads`
+  itself (``heads.hidden``, ``lr``, ``batch_size``, ``epochs``, ``patience``) on the unit
+  (0, fold), early-stopped on the 9 validation samples; each head's compiled fit is timed. Both
+  heads are traced once before timing (the pipeline reuses one trace for every unit).
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_heads.py [--seeds 3] [--folds 4] [--dim 64]
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_heads.py --quick   # 1 survey x 2 folds
 """
 
 from __future__ import annotations
@@ -75,36 +76,35 @@ def timed(fn, *args, **kwargs):
 
 
 class Mlp:
-    """The paper's heads, built, initialised and batched as SetupTrainer.evaluate_space does."""
+    """The pipeline's ``heads.kind: mlp`` heads (:func:`tgmatl.training.folds.mlp_heads`) with
+    each head's compiled fit timed (its models are named ``classifier`` / ``regressor``)."""
 
-    def __init__(self, dim: int, n_classes: int, n_features: int, h: HeadsParams):
-        from tgmatl.training.folds import head_trainer
+    def __init__(self, n_classes: int, h: HeadsParams):
+        from tgmatl.training import CompiledFit
 
-        self.h = h
-        self.cls = head_trainer("classifier", dim, n_classes, h.hidden, h.lr)
-        self.reg = head_trainer("regressor", dim, n_features, h.hidden, h.lr)
-        self.n_classes = n_classes
+        self.h, self.n_classes = h, n_classes
+        self.seconds: dict[str, float] = {}
+        plain = CompiledFit.fit
 
-    def fit_predict(self, x, y, f, tr, va, te, seed: int, fold: int):
-        from tgmatl import models
-        from tgmatl.training import fold_rng, shuffled_batches
+        def timed_fit(fit, *a, **k):
+            out, self.seconds[fit.model.name] = timed(plain, fit, *a, **k)
+            return out
 
-        h, ntr = self.h, int(tr.sum())
-        counts = np.bincount(y[tr], minlength=self.n_classes)
-        init = models.init_weights(self.cls.model, fold_rng(seed, fold, "classify"), x[tr],
-                                   out_bias=np.log((counts + 1.0) / (ntr + self.n_classes)))
-        batches = shuffled_batches(ntr, h.batch_size, h.epochs, fold_rng(seed, fold,
-                                                                         "cls_batches"))
-        _, t_cls = timed(self.cls.fit, init, x[tr], y[tr], x[va], y[va], batches, None,
-                         h.epochs, h.patience)
-        pred = self.cls.predict(x[te]).argmax(axis=1)
-        init = models.init_weights(self.reg.model, fold_rng(seed, fold, "regress"), x[tr],
-                                   out_bias=f[tr].mean(axis=0))
-        batches = shuffled_batches(ntr, h.batch_size, h.epochs, fold_rng(seed, fold,
-                                                                         "reg_batches"))
-        _, t_reg = timed(self.reg.fit, init, x[tr], f[tr], x[va], f[va], batches, None,
-                         h.epochs, h.patience)
-        return pred, self.reg.predict(x[te]), t_cls, t_reg
+        CompiledFit.fit = timed_fit  # this process fits no other CompiledFit
+
+    def fit_predict(self, x, y, f, fold, k: int, seed: int):
+        """``(class_pred, feature_pred, s classifier fit, s regressor fit)`` on the test
+        samples of unit (0, ``k``)."""
+        from tgmatl.training import FoldTable
+        from tgmatl.training.folds import mlp_heads
+
+        role = np.where(fold < 0, "test", np.where(fold == k, "val", "train"))
+        box = np.zeros(len(y), np.int64)  # unused by the heads
+        t = FoldTable(role, y, box, f, np.zeros(len(y)))
+        run = mlp_heads(x, t, role == "train", role == "val", role == "test", self.h,
+                        self.n_classes, seed, (0, k))
+        return (run.class_pred, run.feature_pred, self.seconds["classifier"],
+                self.seconds["regressor"])
 
 
 def accuracy_scored_probe(x, y, h: HeadsParams, seed: int) -> LogisticRegressionCV:
@@ -151,7 +151,7 @@ def evaluate_fold(x, y, f, fold, k: int, seed: int, h: HeadsParams, mlp: Mlp | N
     out["sklearn"] = (*score(ref.predict(zt), rref.predict(zt)), tc, trs)
 
     if mlp is not None:
-        pred, feats, tc, trs = mlp.fit_predict(x, y, f, tr, va, te, seed, k)
+        pred, feats, tc, trs = mlp.fit_predict(x, y, f, fold, k, seed)
         out["mlp"] = (*score(pred, feats), tc, trs)
     return out, chosen
 
@@ -163,7 +163,10 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=4, help="folds of the 8 used per survey")
     ap.add_argument("--dim", type=int, default=64, help="embedding width")
     ap.add_argument("--no-mlp", action="store_true", help="skip the Keras heads")
+    ap.add_argument("--quick", action="store_true", help="1 survey x 2 folds (under a minute)")
     args = ap.parse_args()
+    if args.quick:
+        args.seeds, args.folds = 1, 2
     h = read_section(HeadsParams, load_params(args.params), "heads")
 
     mlp, trace_s = None, None
@@ -171,15 +174,14 @@ def main() -> None:
         from tgmatl.training import set_determinism
 
         set_determinism(0)
-        mlp = Mlp(args.dim, 3, 2, h)
+        mlp = Mlp(3, h)
     rows: dict[str, list[tuple]] = defaultdict(list)
     chosen: dict[str, Counter] = defaultdict(Counter)
     start = time.perf_counter()
     for seed in range(args.seeds):
         x, y, f, fold = demo_split(seed, args.dim)
         if mlp is not None and trace_s is None:  # trace both loops once, untimed per fit
-            te, tr, va = fold < 0, (fold >= 0) & (fold != 0), fold == 0
-            trace_s = timed(mlp.fit_predict, x, y, f, tr, va, te, seed, 0)[1]
+            trace_s = timed(mlp.fit_predict, x, y, f, fold, 0, seed)[1]
         for k in range(args.folds):
             out, ch = evaluate_fold(x, y, f, fold, k, seed, h, mlp)
             for name, r in out.items():

@@ -272,3 +272,22 @@ def test_claims_and_comparisons(report):
     assert "## The paper's findings, checked on this run" in md
     assert "| TG-MATL's accuracy is above MATL's | dinov2 |" in md
     assert "## Leakage through shared images and scenes" in md
+
+
+def test_report_on_a_subset_of_setups(report, tmp_path):
+    """train.setups chosen by the user: the report covers exactly those and TG-MATL."""
+    _, paths, _ = report
+    some = ("wtl", "matl", "tg_matl")
+    t2 = run_report(results_dir=paths["results"], scores=paths["scores"], mi=paths["mi"],
+                    metrics_out=tmp_path / "t2.json", plots_dir=tmp_path / "plots",
+                    report_out=tmp_path / "report.md", backbones=BACKBONES,
+                    eval_params=EvalParams(repeats=REPEATS, resplit=False, alpha=0.05),
+                    claims_out=tmp_path / "claims.json", comparisons_out=tmp_path / "c.json",
+                    split=fake_split(), setups=some)
+    assert set(t2["dinov2"]) == set(some)
+    md = (tmp_path / "report.md").read_text()
+    assert "| MATL (0.5) |" in md and "CLTL (Hard)" not in md.split("## Does TG-MATL")[0]
+    claims = json.loads((tmp_path / "claims.json").read_text())
+    # findings whose setups did not run are left out, not guessed
+    assert set(claims["dinov2"]) == {"tg_matl_acc_above_matl", "tg_matl_r2_below_wtl",
+                                     "tg_matl_r2_best_with_dinov2"}

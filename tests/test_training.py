@@ -153,17 +153,19 @@ def _linear_fit(epochs, patience, val_sign=1.0, min_delta=0.0):
 
 
 def test_min_delta_ends_a_creeping_run():
-    """The validation MSE keeps falling for all 60 epochs; an improvement must beat the best by
-    more than min_delta, so with a large one the run ends once the gains get small."""
-    full, *_ = _linear_fit(epochs=60, patience=3)
-    assert full.epochs == 60  # still improving at the ceiling
-    gains = -np.diff(full.val_loss)
-    delta = float(np.quantile(gains, 0.5))
-    short, *_ = _linear_fit(epochs=60, patience=3, min_delta=delta)
-    assert short.epochs < full.epochs
-    # the restored epoch is the last whose value beat the previous best by more than delta
-    assert short.val_loss[short.best_epoch - 1] == pytest.approx(short.best_val_loss)
-    assert short.epochs == short.best_epoch + 3
+    """An improvement must beat the best by more than min_delta: with one larger than any gain
+    the first epoch stays best and the run ends after 1 + patience epochs; the gains of the
+    plain run (min_delta 0) are real but each below that, so it runs longer."""
+    base, *_ = _linear_fit(epochs=60, patience=3)
+    gains = -np.diff(base.val_loss[: base.best_epoch])
+    assert base.epochs > 4 and gains.max() > 0
+    short, *_ = _linear_fit(epochs=60, patience=3, min_delta=float(base.val_loss[0]))
+    assert short.best_epoch == 1 and short.epochs == 4
+    assert short.best_val_loss == pytest.approx(short.val_loss[0])
+    # a delta between the gains: stops no later than the plain run, never earlier than 4
+    mid, *_ = _linear_fit(epochs=60, patience=3, min_delta=float(np.median(gains[gains > 0])))
+    assert 4 <= mid.epochs <= base.epochs
+    assert mid.val_loss[mid.best_epoch - 1] == pytest.approx(mid.best_val_loss)
 
 
 def test_loss_decreases_and_ceiling_respected():

@@ -165,7 +165,7 @@ Retrieval metrics never count a reference from the query's own image.
 
 def report_markdown(results: Results, t2: dict, mi: dict, backbones: Sequence[str],
                     plots_dir: str, mi_source: str = "mi.json", evidence: str = "",
-                    leakage: str = "") -> str:
+                    leakage: str = "", setups: Sequence[str] = SETUPS) -> str:
     any_result = next(iter(results.values()))
     units = any_result["units"]
     n_test = sorted({u["n_test"] for u in units})
@@ -184,11 +184,11 @@ Mean ± standard deviation over {len(units)} units ({any_result["n_repeats"]} re
 ({", ".join(any_result["features"])}). Best of each column in bold; whether a difference is
 real is the paired tests' business (next section), not the bold's.
 
-{table2_markdown(t2, backbones)}
+{table2_markdown(t2, backbones, setups)}
 
 ## Retrieval in the embedding space (MAP@R, test split; WTL: L2-normalised raw embeddings)
 
-{retrieval_markdown(t2, backbones)}
+{retrieval_markdown(t2, backbones, setups)}
 
 {evidence}
 {leakage}
@@ -418,7 +418,8 @@ def run_report(*, results_dir: str | Path, scores: str | Path, mi: str | Path,
     evidence = evidence_markdown(ev, n_units, eval_params.resplit, rel.as_posix())
     write_text(report_out, report_markdown(results, t2, mi_data, backbones, rel.as_posix(),
                                            mi_source=str(mi), evidence=evidence,
-                                           leakage=leakage_markdown(leakage or {})))
+                                           leakage=leakage_markdown(leakage or {}),
+                                           setups=setups))
     write_json(metrics_out, t2)
     write_json(comparisons_out, comparisons_json(ev))
     write_json(claims_out, claims_json(ev))

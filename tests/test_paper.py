@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from repo_copy import copy_repo
 
 from tgmatl import paper
 from tgmatl.backbones import weights as weights_mod
@@ -135,15 +136,7 @@ def test_make_paper_runs_with_tiny_local_weights(repo_root, tmp_path):
     from tgmatl.config import BackboneParams
     from tgmatl.params import parse_section
 
-    if shutil.which("git") is None:
-        pytest.skip("git not installed")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=repo_root,
-                           capture_output=True, text=True, check=True).stdout.split()
-    work = tmp_path / "repo"
-    for rel in files:
-        if (repo_root / rel).is_file():
-            (work / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(repo_root / rel, work / rel)
+    work = copy_repo(repo_root, tmp_path / "repo")
     params = yaml.safe_load((work / "params.yaml").read_text())
     for section, values in TINY.items():
         params[section].update(values)

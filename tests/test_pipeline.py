@@ -10,7 +10,6 @@ the TG-MATL values of table2.json change while the other setups' stay. A change 
 import json
 import os
 import re
-import shutil
 import stat
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from repo_copy import copy_repo
 
 pytestmark = pytest.mark.slow
 
@@ -65,16 +65,7 @@ def test_repro_then_sampling_experiment(repo_root, tmp_path):
     missing = [p.name for p in _stage_scripts(repo_root) if not p.is_file()]
     if missing:
         pytest.skip(f"pipeline incomplete: missing stage scripts {missing}")
-    if shutil.which("git") is None:
-        pytest.skip("git not installed")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=repo_root,
-                           capture_output=True, text=True, check=True).stdout.split()
-    work = tmp_path / "repo"
-    for rel in files:
-        src = repo_root / rel
-        if src.is_file():
-            (work / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, work / rel)
+    work = copy_repo(repo_root, tmp_path / "repo")
     params = _merge(yaml.safe_load((work / "params.yaml").read_text()), TINY)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 

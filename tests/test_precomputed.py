@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from repo_copy import copy_repo
 
 from tgmatl.config import BackboneParams, EmbedParams
 from tgmatl.embed import embed_samples, read_embeddings
@@ -293,15 +293,7 @@ def test_dvc_yaml_wiring():
 @pytest.mark.slow
 def test_dvc_reruns_only_the_changed_backbone(repo_root, tmp_path):
     """In a git copy: a changed precomputed file reruns `sources` and its embed@ only."""
-    if shutil.which("git") is None:
-        pytest.skip("git not installed")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=repo_root,
-                           capture_output=True, text=True, check=True).stdout.split()
-    work = tmp_path / "repo"
-    for rel in files:
-        if (repo_root / rel).is_file():
-            (work / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(repo_root / rel, work / rel)
+    work = copy_repo(repo_root, tmp_path / "repo")
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["demo"].update(n_scenes=4, width=800, height=600, n_targets=20)
     params["embed"]["backbones"] = ["dinov2", "pre"]

@@ -286,8 +286,7 @@ def main() -> None:
     fixed_runs: list[tuple[float, int]] = []
     for b in backbones:
         for s in TRAINED_SETUPS:
-            trainer = SetupTrainer(s, data[b].x.shape[1], len(data[b].class_names),
-                                   len(data[b].feature_names), fixed, heads, sampling)
+            trainer = SetupTrainer(s, len(data[b].class_names), fixed, heads, sampling)
             trainer.run_unit(data[b], units[0], seed)  # warm-up for this fixed-epochs trace
             fit_log.clear()
             for u in measured:
@@ -303,8 +302,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for b in backbones:
             for s in TRAINED_SETUPS:
-                heads_only = SetupTrainer(s, data[b].x.shape[1], len(data[b].class_names),
-                                          len(data[b].feature_names), train, heads, sampling)
+                heads_only = SetupTrainer(s, len(data[b].class_names), train, heads,
+                                          sampling)
                 for u in measured:
                     z, cost = authors_style_unit(data[b], s, u, train, sampling, seed,
                                                  epochs, Path(tmp))

@@ -167,8 +167,8 @@ def mlp_heads(z: np.ndarray, t: FoldTable, tr: np.ndarray, va: np.ndarray, te: n
 class SetupTrainer:
     """One setup's projection loop (cached per process); :meth:`run_unit` per unit."""
 
-    def __init__(self, setup: str, input_dim: int, n_classes: int, n_features: int,
-                 train: TrainParams, heads: HeadsParams, sampling: SamplingParams | None):
+    def __init__(self, setup: str, n_classes: int, train: TrainParams, heads: HeadsParams,
+                 sampling: SamplingParams | None):
         self.spec: Setup = get_setup(setup)
         if self.spec.uses_sampling and sampling is None:
             raise ValueError(f"setup {setup} needs the sampling params")
@@ -368,8 +368,7 @@ def train_setup(
     from tqdm.auto import tqdm
 
     set_determinism(seed)
-    trainer = SetupTrainer(setup, inputs.x.shape[1], len(inputs.class_names),
-                           len(inputs.feature_names), train, heads, sampling)
+    trainer = SetupTrainer(setup, len(inputs.class_names), train, heads, sampling)
     runs: list[FoldRun] = []
     bar = tqdm(sorted(inputs.units), desc=desc or setup, unit="unit", disable=not progress)
     for unit in bar:

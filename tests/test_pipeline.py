@@ -3,8 +3,8 @@
 `dvc repro`, then `dvc exp run -S sampling.top_pct=...`: only `select`, `train_tg@*` and `report`
 may run again (the `train` stages do not read `sampling.*`), and `dvc metrics diff` must show
 the TG-MATL values of table2.json change while the other setups' stay. A change of
-`eval.repeats` would rerun everything from `split` on, and one of `eval.alpha` only `report`
-(checked with `dvc repro --dry`).
+`eval.repeats` invalidates `split` (and so everything that reads split.parquet), one of
+`eval.alpha` only `report` (checked with `dvc repro --dry`).
 """
 
 import json
@@ -102,16 +102,18 @@ def test_repro_then_sampling_experiment(repo_root, tmp_path):
     _run(git + ["add", "-A"], work, env)
     _run(git + ["commit", "-qm", "baseline"], work, env)
 
-    # which stages a change of eval.* would rerun (a dry run: nothing runs)
-    for key, value, expect in (
-            ("repeats", 3, {"split", "score", "select", "train@dinov2", "train_tg@dinov2",
-                            "report"}),
-            ("alpha", 0.1, {"report"})):
+    # which stages a change of eval.* invalidates (a dry run: nothing runs, so stages further
+    # down show up only once split.parquet really changes; they all depend on it)
+    for key, value, expect in (("repeats", 3, {"split", "report"}), ("alpha", 0.1, {"report"})):
         changed = yaml.safe_load((work / "params.yaml").read_text())
         changed["eval"][key] = value
         (work / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
         assert _ran(_run(dvc + ["repro", "--dry"], work, env)) == expect, key
         _run(git + ["checkout", "params.yaml"], work, env)
+    stages = yaml.safe_load((work / "dvc.yaml").read_text())["stages"]
+    for name in ("score", "train", "train_tg", "report"):
+        deps = stages[name].get("deps") or stages[name]["do"]["deps"]
+        assert "data/split.parquet" in deps, name
 
     top = 0.5 if params["sampling"]["top_pct"] != 0.5 else 0.3
     out = _run(dvc + ["exp", "run", "-S", f"sampling.top_pct={top}"], work, env, timeout=600)

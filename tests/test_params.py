@@ -17,6 +17,7 @@ SECTIONS = {
     "isolate": config.IsolateParams,
     "embed": config.EmbedParams,
     "split": config.SplitParams,
+    "eval": config.EvalParams,
     "geometry": config.GeometryParams,
     "mi": config.MIParams,
     "sampling": config.SamplingParams,
@@ -71,6 +72,13 @@ def test_missing_key_is_named(params):
         ("train", "projection", [512, 0], r"train\.projection: 0 out of range"),
         ("split", "folds", 1, r"split\.folds: 1 out of range, must be >= 2"),
         ("embed", "backbones", [], r"embed\.backbones: needs at least 1"),
+        ("eval", "repeats", 0, r"eval\.repeats: 0 out of range, must be >= 1"),
+        ("eval", "alpha", 0.5, r"eval\.alpha: 0\.5 out of range"),
+        ("heads", "kind", "svm", r"heads\.kind: 'svm' is not one of probe\|mlp"),
+        ("heads", "l2_grid", [1.0, 0.0], r"heads\.l2_grid: 0\.0 out of range"),
+        ("train", "setups", ["wtl", "tg_matl"], r"train\.setups\[1\]: 'tg_matl' is not one of"),
+        ("train", "setups", ["wtl", "wtl"], r"train\.setups: duplicate setup"),
+        ("split", "group", "tile", r"split\.group: 'tile' is not one of scene\|none"),
     ],
 )
 def test_bad_values_are_named(params, section, key, value, pattern):

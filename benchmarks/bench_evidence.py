@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                eval_params=ev, claims_out=work / "claims.json",
                comparisons_out=work / "comparisons.json", split=split,
                leakage=leakage(samples, split), setups=every)
-    n_units = split.groupby("repeat")["fold"].nunique().sum()
+    n_units = split[split["fold"] >= 0].groupby("repeat")["fold"].nunique().sum()
     train_total = sum(v for k, v in times.items() if k.startswith("train"))
     print(f"\nsource {args.source}: {len(backbones)} backbones x {len(every)} setups x "
           f"{n_units} units (R = {args.repeats}), heads {heads.kind}")

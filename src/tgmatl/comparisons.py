@@ -182,9 +182,3 @@ def verdict(diffs: Sequence[float], p_holm: Sequence[float], alpha: float) -> st
     if any(s and d < 0 for s, d in zip(sig, diffs, strict=True)):
         return "contradicted"
     return "inconclusive"
-
-
-def holm(p: Sequence[float]) -> np.ndarray:
-    from tgmatl import stats
-
-    return np.asarray(stats.holm(np.asarray(p, float)), float)

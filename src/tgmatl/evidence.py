@@ -26,12 +26,12 @@ from tgmatl.comparisons import (
     Comparison,
     compare,
     finding_parts,
-    holm,
     read_predictions,
     unit_memberships,
     verdict,
 )
-from tgmatl.config import EvalParams
+from tgmatl.config import SETUP_LABELS, EvalParams
+from tgmatl.stats import holm
 
 REFERENCE = "tg_matl"
 
@@ -100,11 +100,12 @@ def build_evidence(results_dir: str | Path, results: dict, backbones: Sequence[s
     return Evidence(list(zip(table, adjusted, strict=True)), claims, ev.alpha, method)
 
 
-def _cell(c: Cell) -> str:
-    from tgmatl.config import SETUP_LABELS
+def _label(setup: str) -> str:
+    return SETUP_LABELS.get(setup, setup)
 
-    label = SETUP_LABELS.get(c[1], c[1])
-    return f"{label} [{c[0]}]"
+
+def _cell(c: Cell) -> str:
+    return f"{_label(c[1])} [{c[0]}]"
 
 
 # --- metrics JSON ------------------------------------------------------------------------------
@@ -153,7 +154,7 @@ def comparisons_markdown(ev: Evidence) -> str:
     for c, p_adj in ev.comparisons:
         r = c.result
         mark = " *" if p_adj < ev.alpha else ""
-        lines.append(f"| {c.a[0]} | {METRIC_LABELS[c.metric]} | {_cell(c.b).split(' [')[0]} | "
+        lines.append(f"| {c.a[0]} | {METRIC_LABELS[c.metric]} | {_label(c.b[1])} | "
                      f"{r.diff:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] | {_fmt_p(r.p_value)} "
                      f"| {_fmt_p(p_adj)}{mark} |")
     return "\n".join(lines)
@@ -207,7 +208,7 @@ def plot_differences(ev: Evidence, path: Path) -> None:
         ax.axvline(0.0, color="grey", lw=0.8)
         ax.set_title(f"{METRIC_LABELS[metric]}: TG-MATL − setup", fontsize=9)
         ax.grid(axis="x", alpha=0.3)
-        ax.set_yticks(range(len(others)), [_cell(("", s)).split(" [")[0] for s in others])
+        ax.set_yticks(range(len(others)), [_label(s) for s in others])
     np.atleast_1d(axes)[0].legend(fontsize=7)
     fig.suptitle(f"paired differences with {int(round(100 * (1 - ev.alpha)))} % CIs "
                  f"(filled: significant after Holm)", fontsize=10)

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from tgmatl.params import ParamsError, load_params
+from tgmatl.params import ParamsError, load_params, read_yaml_mapping
 
 DEFAULT_OVERLAY = "params.paper.yaml"
 
@@ -61,16 +61,8 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def read_overlay(path: str | Path) -> dict[str, Any]:
     """The overlay file's values as dotted keys."""
-    path = Path(path)
-    try:
-        tree = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: overlay file not found") from None
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(tree, Mapping) or not tree:
-        raise ParamsError(f"{path}: expected a mapping of params.yaml keys")
-    return flatten(tree)
+    return flatten(read_yaml_mapping(path, "overlay file",
+                                     "expected a mapping of params.yaml keys", nonempty=True))
 
 
 def apply_overlay(params: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:

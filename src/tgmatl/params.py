@@ -47,18 +47,25 @@ def spec(
     )
 
 
-def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
-    """Read the YAML file; a file that is not a mapping is an error naming the file."""
+def read_yaml_mapping(path: str | Path, what: str, expected: str,
+                      nonempty: bool = False) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping (``nonempty``: with at least one key); errors
+    name the file (``what``: the kind of file, ``expected``: what its top level should be)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise ParamsError(f"{path}: params file not found") from None
+        raise ParamsError(f"{path}: {what} not found") from None
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{path}: top level must be a mapping of sections")
+    if not isinstance(raw, dict) or (nonempty and not raw):
+        raise ParamsError(f"{path}: {expected}")
     return raw
+
+
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """Read the YAML file; a file that is not a mapping is an error naming the file."""
+    return read_yaml_mapping(path, "params file", "top level must be a mapping of sections")
 
 
 def parse_section(cls: type[T], raw: Any, key: str) -> T:

@@ -170,9 +170,9 @@ def matl_loss(
     The masks (used by :func:`tg_matl_loss`) restrict both terms alike.
     """
     lam = tf.cast(box_weight, tf.convert_to_tensor(emb).dtype)
-    kw = {"hard": hard, "anchor_mask": anchor_mask, "negative_mask": negative_mask}
-    l_cls = triplet_loss(emb, class_labels, margin, **kw)
-    l_box = triplet_loss(emb, box_labels, margin, **kw)
+    l_cls, l_box = tf.unstack(matl_task_losses(emb, class_labels, box_labels, margin, hard=hard,
+                                               anchor_mask=anchor_mask,
+                                               negative_mask=negative_mask))
     return (1.0 - lam) * l_cls + lam * l_box
 
 

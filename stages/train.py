@@ -7,7 +7,7 @@ from tgmatl.tfsetup import start_tensorflow
 start_tensorflow()
 
 from tgmatl import cli  # noqa: E402
-from tgmatl.config import HeadsParams, SamplingParams, TrainParams  # noqa: E402
+from tgmatl.config import EvalParams, HeadsParams, SamplingParams, TrainParams  # noqa: E402
 from tgmatl.params import read_section, read_seed  # noqa: E402
 from tgmatl.training import REGISTRY, get_setup, run_train_stage  # noqa: E402
 
@@ -15,6 +15,7 @@ from tgmatl.training import REGISTRY, get_setup, run_train_stage  # noqa: E402
 def main(args, params):
     train = read_section(TrainParams, params, "train")
     heads = read_section(HeadsParams, params, "heads")
+    queries = read_section(EvalParams, params, "eval").retrieval_queries
     setups = [args.setup] if args.setup else list(train.setups)
     # Only setups that select triplets read sampling.*: dvc.yaml lists the section for train_tg
     # alone, so a sampling sweep never reruns the other setups.
@@ -24,7 +25,7 @@ def main(args, params):
         backbone=args.backbone, setups=setups, embeddings=args.embeddings, split=args.split,
         scores=args.scores, masks=args.masks, samples=args.samples, out=args.out,
         models=args.models, train=train, heads=heads, sampling=sampling,
-        seed=read_seed(params),
+        seed=read_seed(params), retrieval_queries=queries,
     )
 
 

@@ -180,3 +180,67 @@ def test_leave_one_out_map_matches_brute_force(with_groups):
                 assert np.isnan(loo[j])
             else:
                 assert loo[j] == pytest.approx(ref, abs=1e-12)
+
+
+def _ranked_inputs(seed=5, n=40):
+    rng = np.random.default_rng(seed)
+    emb = np.round(rng.normal(size=(n, 3)), 1)  # some distance ties
+    return emb, rng.integers(0, 3, n), rng.integers(0, n // 3, n), rng
+
+
+@pytest.mark.parametrize("with_groups", [False, True])
+def test_query_subset_keeps_each_querys_values_and_every_reference(with_groups):
+    """Capped queries: each drawn query's AP / hit@1 is its all-query value (every sample is
+    still a reference); the others are NaN; the mean is over the drawn queries."""
+    from tgmatl.evaluation import query_sample
+
+    emb, labels, groups, rng = _ranked_inputs()
+    groups = groups if with_groups else None
+    _, full = retrieval_metrics(emb, labels, groups=groups, per_query=True)
+    queries = query_sample(len(labels), 12, rng)
+    assert len(queries) == 12 and np.all(np.diff(queries) > 0)
+    m, per = retrieval_metrics(emb, labels, groups=groups, per_query=True, queries=queries)
+    np.testing.assert_array_equal(per["ap"][queries], full["ap"][queries])
+    np.testing.assert_array_equal(per["hit_at_1"][queries], full["hit_at_1"][queries])
+    assert np.isnan(np.delete(per["ap"], queries)).all()
+    assert m["map_at_r"] == pytest.approx(np.nanmean(full["ap"][queries]))
+    order = neighbour_order(emb, groups, queries)
+    assert order.shape == (12, len(labels) - 1)
+    assert retrieval_metrics(emb, labels, "", order, groups, queries=queries) == m
+    assert query_sample(12, 12, rng) is None  # under the cap: every sample is a query
+
+
+@pytest.mark.parametrize("with_groups", [False, True])
+def test_leave_one_out_with_query_subset_matches_brute_force(with_groups):
+    """MAP@R over the drawn queries without sample j (j leaves the queries if it is one)."""
+    from tgmatl.evaluation import map_at_r_leave_one_out
+
+    emb, labels, groups, rng = _ranked_inputs(seed=8, n=18)
+    groups = groups if with_groups else None
+    queries = np.sort(rng.choice(18, 7, replace=False))
+    loo = map_at_r_leave_one_out(emb, labels, groups, queries)
+    for j in range(18):
+        keep = np.delete(np.arange(18), j)
+        q = np.searchsorted(keep, queries[queries != j])  # the same queries, renumbered
+        g = None if groups is None else groups[keep]
+        ref = retrieval_metrics(emb[keep], labels[keep], groups=g, queries=q)["map_at_r"]
+        assert (np.isnan(loo[j]) if ref is None else loo[j] == pytest.approx(ref, abs=1e-12))
+
+
+def test_row_chunks_do_not_change_the_results(monkeypatch):
+    """Rankings are computed a few query rows at a time; the chunk size changes nothing."""
+    from tgmatl import evaluation
+
+    emb, labels, groups, _ = _ranked_inputs(seed=2, n=30)
+    whole = evaluation.retrieve(emb, [labels, labels % 2], groups, leave_one_out=True)
+    monkeypatch.setattr(evaluation, "_CHUNK_ELEMENTS", 70)  # 2 rows a chunk
+    chunked = evaluation.retrieve(emb, [labels, labels % 2], groups, leave_one_out=True)
+    for a, b in zip(whole, chunked, strict=True):
+        np.testing.assert_array_equal(a.ap, b.ap)
+        np.testing.assert_array_equal(a.hit, b.hit)
+        np.testing.assert_allclose(a.loo, b.loo, rtol=0, atol=1e-15)
+
+
+def test_query_indices_are_checked():
+    with pytest.raises(ValueError, match="queries"):
+        retrieval_metrics(DOC_EMB, DOC_LABELS, queries=np.array([0, 6]))

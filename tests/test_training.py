@@ -355,3 +355,21 @@ def test_hinge_all_criterion_is_the_default_validation(inputs):
     zv = fit.predict(inputs.x[va])
     want = float(hinge_all_triplet_loss(zv, t.class_id[va], TRAIN.margin))
     assert r.projection.best_val_loss == pytest.approx(want, rel=1e-4)
+
+
+def test_retrieval_queries_cap_draws_the_same_queries_for_every_setup(inputs):
+    """eval.retrieval_queries: per unit at most that many test queries, the same samples for
+    every setup (paired), every test sample still a reference."""
+    probe = dataclasses.replace(HEADS, kind="probe")
+    short = dataclasses.replace(TRAIN, epochs=2)
+    queried = {}
+    for setup in ("wtl", "cltl"):
+        results, runs = train_setup(inputs, setup, short, probe, None, seed=0, progress=False,
+                                    retrieval_queries=5)
+        assert results["retrieval_queries"] == 5
+        for r, row in zip(runs, results["units"], strict=True):
+            assert r.n_test > 5 and r.n_queries == row["n_queries"] == 5
+            asked = r.per_sample["class_hit"].notna()
+            assert asked.sum() == 5 and r.per_sample["class_map_term"].notna().all()
+            queried.setdefault(r.unit, []).append(set(r.per_sample["sample_id"][asked]))
+    assert all(a == b for a, b in queried.values())

@@ -229,11 +229,15 @@ class SplitParams:
 class EvalParams:
     """Repeated evaluation (``eval.*``): ``repeats`` redraws of the folds (and, with
     ``resplit``, of the held-out test split); every setup shares the same (repeat, fold) units.
-    ``alpha``: level of the paired tests and of their (1 - alpha) confidence intervals."""
+    ``alpha``: level of the paired tests and of their (1 - alpha) confidence intervals.
+    ``retrieval_queries``: at most this many test samples of a unit serve as retrieval queries
+    (drawn per unit, the same for every setup; every test sample stays a reference), so
+    retrieval costs O(queries · n) instead of O(n²) on large surveys."""
 
     repeats: int = spec(ge=1)
     resplit: bool = spec()
     alpha: float = spec(gt=0.0, lt=0.5)
+    retrieval_queries: int = spec(ge=2)
 
 
 @dataclass(frozen=True)

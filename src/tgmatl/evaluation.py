@@ -38,6 +38,7 @@ Queries 0 and 1.2 lose each other as references (R = 1: only 3 is an A reference
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal, overload
 
 import numpy as np
@@ -78,23 +79,70 @@ def regression_metrics(
     }
 
 
-def neighbour_order(emb: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
-    """``[n, n-1]``: row ``i`` holds the references of query ``i`` sorted by distance (ties: lower
-    index first), then ``-1`` for every excluded sample (those of ``i``'s group, with ``groups``).
-    """
+# Rows of the [queries, n] distance / rank arrays handled at a time: memory stays
+# O(chunk * n) whatever the test set's size.
+_CHUNK_ELEMENTS = 1 << 22
+
+
+def _chunks(rows: np.ndarray, n: int):
+    step = max(1, _CHUNK_ELEMENTS // max(n, 1))
+    for lo in range(0, len(rows), step):
+        yield rows[lo:lo + step]
+
+
+def _queries(queries: np.ndarray | None, n: int) -> np.ndarray:
+    if queries is None:
+        return np.arange(n)
+    queries = np.asarray(queries, np.int64)
+    if queries.ndim != 1 or (len(queries) and (queries.min() < 0 or queries.max() >= n)):
+        raise ValueError(f"queries: expected 1-D indices in [0, {n}), got {queries!r:.80}")
+    return queries
+
+
+def query_sample(n: int, max_queries: int, rng: np.random.Generator) -> np.ndarray | None:
+    """Sorted indices of ``min(n, max_queries)`` queries drawn without replacement; ``None``
+    (every sample a query) when ``n <= max_queries``. Every sample stays a reference, so the
+    MAP@R of the drawn queries is an unbiased estimate of the all-query MAP@R."""
+    if n <= max_queries:
+        return None
+    return np.sort(rng.choice(n, size=max_queries, replace=False))
+
+
+def _ranked(emb: np.ndarray, sq: np.ndarray, rows: np.ndarray,
+            groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, mate)`` ``[len(rows), n-1]``: the other samples by distance (ties: lower index
+    first), the query's group-mates after every other sample; ``mate`` marks those."""
+    n = emb.shape[0]
+    d2 = np.maximum(sq[rows, None] - 2.0 * emb[rows] @ emb.T + sq[None, :], 0.0)
+    local = np.arange(len(rows))
+    if groups is not None:
+        # finite but above any distance: mates sort after the references, the query last
+        d2[groups[rows][:, None] == groups[None, :]] = np.finfo(np.float64).max
+    d2[local, rows] = np.inf
+    order = np.argsort(d2, axis=1, kind="stable")[:, : n - 1]
+    if groups is None:
+        return order, np.zeros(order.shape, bool)
+    return order, groups[order] == groups[rows][:, None]
+
+
+def neighbour_order(emb: np.ndarray, groups: np.ndarray | None = None,
+                    queries: np.ndarray | None = None) -> np.ndarray:
+    """``[q, n-1]``: row ``i`` holds the references of query ``queries[i]`` (default: every
+    sample) sorted by distance (ties: lower index first), then ``-1`` for every excluded sample
+    (those of the query's group, with ``groups``). Computed in row chunks."""
     emb = np.asarray(emb, np.float64)
     n = emb.shape[0]
+    rows = _queries(queries, n)
+    groups = None if groups is None else _check_groups(groups, n)
     sq = (emb**2).sum(axis=1)
-    d2 = np.maximum(sq[:, None] - 2.0 * emb @ emb.T + sq[None, :], 0.0)
-    excluded = np.eye(n, dtype=bool)
-    if groups is not None:
-        groups = _check_groups(groups, n)
-        excluded |= groups[:, None] == groups[None, :]
-    d2[excluded] = np.inf
-    order = np.argsort(d2, axis=1, kind="stable")[:, : n - 1]  # the query itself sorts last
-    if groups is not None:
-        order[np.take_along_axis(excluded, order, axis=1)] = -1
-    return order
+    out = np.empty((len(rows), max(n - 1, 0)), np.int64)
+    done = 0
+    for chunk in _chunks(rows, n):
+        order, mate = _ranked(emb, sq, chunk, groups)
+        order[mate] = -1
+        out[done:done + len(chunk)] = order
+        done += len(chunk)
+    return out
 
 
 def _check_groups(groups: np.ndarray, n: int) -> np.ndarray:
@@ -104,61 +152,157 @@ def _check_groups(groups: np.ndarray, n: int) -> np.ndarray:
     return groups
 
 
+def _ap_rows(rel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of ``rel`` (references ranked, relevant or not): ``(R, AP@R, hit@1)``, NaN
+    where ``R = 0``."""
+    r = rel.sum(axis=1)
+    k = np.arange(1, rel.shape[1] + 1)
+    within = k[None, :] <= r[:, None]
+    precision_hits = np.where(within & rel, np.cumsum(rel, axis=1) / k, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ap = np.where(r > 0, precision_hits.sum(axis=1) / r, np.nan)
+    hit = np.where(r > 0, rel[:, 0] if rel.shape[1] else 0.0, np.nan)
+    return r, ap, hit
+
+
+def _loo_rows(rel: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """``[q, n-1]``: each query's AP@R with the item at each rank removed (the formulas of
+    :func:`map_at_r_leave_one_out`); NaN where the query has no match left."""
+    q, m = rel.shape
+    rel = rel.astype(np.float64)
+    rows = np.arange(q)[:, None]
+    k = np.arange(1, m + 1, dtype=np.float64)
+    c = np.cumsum(rel, axis=1)
+    km1 = np.maximum(k - 1.0, 1.0)  # B and C are only summed from rank 2 on
+    zero = np.zeros((q, 1))
+    pa = np.hstack([zero, np.cumsum(rel * c / k, axis=1)])       # pa[:, t] = A_1 + ... + A_t
+    pb = np.hstack([zero, np.cumsum(rel * c / km1, axis=1)])
+    pbc = np.hstack([zero, np.cumsum(rel * (c - 1.0) / km1, axis=1)])
+    s = np.arange(1, m + 1)[None, :]
+    rr = r[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        other = (pa[rows, np.minimum(s - 1, rr)]
+                 + np.where(s <= rr, pb[rows, np.minimum(rr + 1, m)] - pb[rows, s], 0.0)) / rr
+        same = (pa[rows, np.clip(np.minimum(s - 1, rr - 1), 0, None)]
+                + np.where(s < rr, pbc[rows, np.clip(rr, 0, m)] - pbc[rows, s], 0.0)) / (rr - 1)
+    ap_without = np.where(rel > 0, same, other)
+    ap_without[(rr == 0) | ((rel > 0) & (rr == 1))] = np.nan
+    return ap_without
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """One label set's retrieval results over the queries: per sample ``ap`` / ``hit`` (NaN
+    for a sample that is no query or has no match) and, when asked, ``loo[j]``: MAP@R over the
+    queries with sample ``j`` removed as query and as item (NaN where no query is left)."""
+
+    ap: np.ndarray
+    hit: np.ndarray
+    loo: np.ndarray | None
+
+    def metrics(self, prefix: str = "") -> dict:
+        has = ~np.isnan(self.ap)
+        return {
+            f"{prefix}p_at_1": float(self.hit[has].mean()) if has.any() else None,
+            f"{prefix}map_at_r": float(self.ap[has].mean()) if has.any() else None,
+        }
+
+
+def retrieve(emb: np.ndarray, label_sets: Sequence[np.ndarray],
+             groups: np.ndarray | None = None, queries: np.ndarray | None = None,
+             leave_one_out: bool = False) -> list[Retrieval]:
+    """Retrieval of every label set in ``label_sets`` from one ranking of ``emb``.
+
+    ``queries``: indices of the query samples (default: all; see :func:`query_sample`); every
+    sample is a reference. Time O(q n log n), memory O(n) beyond the chunk, so a capped query
+    count keeps it linear in ``n``.
+    """
+    emb = np.asarray(emb, np.float64)
+    n = emb.shape[0]
+    label_sets = [np.asarray(labels) for labels in label_sets]
+    for labels in label_sets:
+        if labels.shape != (n,):
+            raise ValueError(f"labels: expected {n} values, got shape {labels.shape}")
+    rows = _queries(queries, n)
+    groups = None if groups is None else _check_groups(groups, n)
+    ap = [np.full(n, np.nan) for _ in label_sets]
+    hit = [np.full(n, np.nan) for _ in label_sets]
+    sums = [np.zeros(n) for _ in label_sets]
+    counts = [np.zeros(n) for _ in label_sets]
+    if n >= 2:
+        sq = (emb**2).sum(axis=1)
+        for chunk in _chunks(rows, n):
+            order, mate = _ranked(emb, sq, chunk, groups)
+            for i, labels in enumerate(label_sets):
+                rel = (labels[order] == labels[chunk][:, None]) & ~mate
+                r, ap[i][chunk], hit[i][chunk] = _ap_rows(rel)
+                if leave_one_out:
+                    without = _loo_rows(rel, r)
+                    ok = ~np.isnan(without)
+                    sums[i] += np.bincount(order[ok], without[ok], minlength=n)
+                    counts[i] += np.bincount(order[ok], minlength=n)
+    out = []
+    for i in range(len(label_sets)):
+        loo = None
+        if leave_one_out:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                loo = np.where(counts[i] > 0, sums[i] / counts[i], np.nan)
+        out.append(Retrieval(ap[i], hit[i], loo))
+    return out
+
+
 @overload
 def retrieval_metrics(
     emb: np.ndarray, labels: np.ndarray, prefix: str = "", order: np.ndarray | None = None,
     groups: np.ndarray | None = None, per_query: Literal[False] = False,
+    queries: np.ndarray | None = None,
 ) -> dict: ...
 @overload
 def retrieval_metrics(
     emb: np.ndarray, labels: np.ndarray, prefix: str = "", order: np.ndarray | None = None,
     groups: np.ndarray | None = None, *, per_query: Literal[True],
+    queries: np.ndarray | None = None,
 ) -> tuple[dict, dict[str, np.ndarray]]: ...
 def retrieval_metrics(
     emb: np.ndarray, labels: np.ndarray, prefix: str = "", order: np.ndarray | None = None,
     groups: np.ndarray | None = None, per_query: bool = False,
+    queries: np.ndarray | None = None,
 ) -> dict | tuple[dict, dict[str, np.ndarray]]:
     """``{prefix}p_at_1`` and ``{prefix}map_at_r``; ``None`` when no query has a match.
 
-    ``order``: :func:`neighbour_order` of ``emb`` (computed with the same ``groups``), when
-    already computed (several label sets). ``groups``: [n] group of each sample (e.g. its image
-    path); a query's own group is no reference. ``per_query=True`` also returns
-    ``{"ap": [n], "hit_at_1": [n]}`` (float, NaN for a query without a match): the per-sample
-    terms whose means are ``map_at_r`` and ``p_at_1``.
+    ``order``: :func:`neighbour_order` of ``emb`` for the same ``queries`` (computed with the
+    same ``groups`` or without), when already computed. ``groups``: [n] group of each sample
+    (e.g. its image path); a query's own group is no reference. ``queries``: the query indices
+    (default: every sample). ``per_query=True`` also returns ``{"ap": [n], "hit_at_1": [n]}``
+    (float, NaN for a sample that is no query or has no match): the per-sample terms whose
+    means are ``map_at_r`` and ``p_at_1``.
     """
     labels = np.asarray(labels)
     n = len(labels)
-    ap = np.full(n, np.nan)
-    hit = np.full(n, np.nan)
-    if n >= 2:
-        if order is None:
-            order = neighbour_order(emb, groups)
-        valid = order >= 0
-        if groups is not None:  # also when ``order`` was computed without them
-            groups = _check_groups(groups, n)
-            valid &= groups[np.where(valid, order, 0)] != groups[:, None]
-        rel = (labels[np.where(valid, order, 0)] == labels[:, None]) & valid  # [n, n-1]
-        # excluded samples may sit anywhere in a caller's order: rank the valid ones only
-        ranked = np.argsort(~valid, axis=1, kind="stable")
-        rel = np.take_along_axis(rel, ranked, axis=1)
-        r = rel.sum(axis=1)
-        for i in np.flatnonzero(r > 0):
-            hits = rel[i, : r[i]]
-            precision = np.cumsum(hits) / np.arange(1, r[i] + 1)
-            ap[i] = (precision * hits).sum() / r[i]
-            hit[i] = float(rel[i, 0])
-    has = ~np.isnan(ap)
-    out = {
-        f"{prefix}p_at_1": float(hit[has].mean()) if has.any() else None,
-        f"{prefix}map_at_r": float(ap[has].mean()) if has.any() else None,
-    }
+    if order is None:
+        result = retrieve(emb, [labels], groups, queries)[0]
+    else:
+        rows = _queries(queries, n)
+        ap, hit = np.full(n, np.nan), np.full(n, np.nan)
+        if n >= 2:
+            valid = order >= 0
+            if groups is not None:  # also when ``order`` was computed without them
+                groups = _check_groups(groups, n)
+                valid &= groups[np.where(valid, order, 0)] != groups[rows][:, None]
+            rel = (labels[np.where(valid, order, 0)] == labels[rows][:, None]) & valid
+            # excluded samples may sit anywhere in a caller's order: rank the valid ones only
+            ranked = np.argsort(~valid, axis=1, kind="stable")
+            _, ap[rows], hit[rows] = _ap_rows(np.take_along_axis(rel, ranked, axis=1))
+        result = Retrieval(ap, hit, None)
+    out = result.metrics(prefix)
     if per_query:
-        return out, {"ap": ap, "hit_at_1": hit}
+        return out, {"ap": result.ap, "hit_at_1": result.hit}
     return out
 
 
 def map_at_r_leave_one_out(emb: np.ndarray, labels: np.ndarray,
-                           groups: np.ndarray | None = None) -> np.ndarray:
+                           groups: np.ndarray | None = None,
+                           queries: np.ndarray | None = None) -> np.ndarray:
     """[n] MAP@R of the samples with sample ``j`` removed (as query *and* as retrieved item).
 
     A sample enters MAP@R twice: its own AP, and the ranks it takes in the other queries'
@@ -176,43 +320,9 @@ def map_at_r_leave_one_out(emb: np.ndarray, labels: np.ndarray,
 
     ``groups``: as in :func:`retrieval_metrics`; a query's group-mates are ranked after every
     reference as irrelevant items, so removing one leaves that query's AP unchanged.
-    O(n²) time and memory. NaN where no query is left.
+    ``queries``: the query indices (default: all); ``j`` leaves the queries too when it is one.
+    O(q n log n) time, O(n) memory beyond a row chunk. NaN where no query is left.
     """
-    labels = np.asarray(labels)
-    n = len(labels)
-    if n < 2:
-        return np.full(n, np.nan)
-    order = neighbour_order(emb)  # every other sample, by distance
-    rows = np.arange(n)[:, None]
-    if groups is not None:
-        groups = _check_groups(groups, n)
-        mate = groups[order] == groups[:, None]
-        ranked = np.argsort(mate, axis=1, kind="stable")  # group-mates last, otherwise as is
-        order = np.take_along_axis(order, ranked, axis=1)
-        mate = np.take_along_axis(mate, ranked, axis=1)
-    else:
-        mate = np.zeros(order.shape, bool)
-    rel = ((labels[order] == labels[:, None]) & ~mate).astype(np.float64)  # rank k = col + 1
-    r = rel.sum(axis=1).astype(np.int64)
-    k = np.arange(1, n, dtype=np.float64)
-    c = np.cumsum(rel, axis=1)
-    km1 = np.maximum(k - 1.0, 1.0)  # B and C are only summed from rank 2 on
-    zero = np.zeros((n, 1))
-    pa = np.hstack([zero, np.cumsum(rel * c / k, axis=1)])       # pa[:, t] = A_1 + ... + A_t
-    pb = np.hstack([zero, np.cumsum(rel * c / km1, axis=1)])
-    pbc = np.hstack([zero, np.cumsum(rel * (c - 1.0) / km1, axis=1)])
-    s = np.broadcast_to(np.arange(1, n), (n, n - 1))
-    rr = r[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        other = (pa[rows, np.minimum(s - 1, rr)]
-                 + np.where(s <= rr, pb[rows, np.minimum(rr + 1, n - 1)] - pb[rows, s], 0.0)) / rr
-        same = (pa[rows, np.clip(np.minimum(s - 1, rr - 1), 0, None)]
-                + np.where(s < rr, pbc[rows, np.clip(rr, 0, n - 1)] - pbc[rows, s], 0.0)) / (rr - 1)
-    ap_without = np.where(rel > 0, same, other)
-    ap_without[(r[:, None] == 0) | ((rel > 0) & (rr == 1))] = np.nan
-    table = np.full((n, n), np.nan)  # table[q, j]: AP of query q without item j
-    table[rows, order] = ap_without
-    counts = np.sum(~np.isnan(table), axis=0)
-    sums = np.nansum(table, axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / counts, np.nan)
+    loo = retrieve(emb, [labels], groups, queries, leave_one_out=True)[0].loo
+    assert loo is not None
+    return loo

@@ -86,7 +86,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from tgmatl.evaluation import map_at_r_leave_one_out, retrieval_metrics
+from tgmatl.evaluation import Retrieval, retrieve
 
 METHODS = ("decomposed", "nadeau_bengio", "naive")
 
@@ -149,17 +149,25 @@ def r2_terms(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 
 
 def map_at_r_terms(emb: np.ndarray, labels: np.ndarray,
-                   groups: np.ndarray | None = None) -> np.ndarray:
+                   groups: np.ndarray | None = None,
+                   queries: np.ndarray | None = None) -> np.ndarray:
     """[n] jackknife terms of MAP@R (see the module doc): their mean is MAP@R. ``groups``: as
-    in :func:`tgmatl.evaluation.retrieval_metrics` (no reference from the query's own image).
+    in :func:`tgmatl.evaluation.retrieval_metrics` (no reference from the query's own image);
+    ``queries``: the query indices (default: all; every sample is an item either way).
     NaN for every sample when MAP@R is undefined or no query survives a removal."""
-    labels = np.asarray(labels)
-    n = len(labels)
-    full = retrieval_metrics(emb, labels, groups=groups)["map_at_r"]
-    loo = map_at_r_leave_one_out(emb, labels, groups)
-    if full is None or np.any(np.isnan(loo)):
+    return jackknife_map_terms(retrieve(emb, [labels], groups, queries, leave_one_out=True)[0])
+
+
+def jackknife_map_terms(result: Retrieval) -> np.ndarray:
+    """:func:`map_at_r_terms` of a :func:`tgmatl.evaluation.retrieve` result (with
+    ``leave_one_out``), so several label sets share one ranking."""
+    if result.loo is None:
+        raise ValueError("result: computed without leave_one_out")
+    n = len(result.loo)
+    full = result.metrics()["map_at_r"]
+    if full is None or np.any(np.isnan(result.loo)):
         return np.full(n, np.nan)
-    return full + (n - 1) * (loo.mean() - loo)
+    return full + (n - 1) * (result.loo.mean() - result.loo)
 
 
 # --- comparisons ----------------------------------------------------------------------------

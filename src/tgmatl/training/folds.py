@@ -59,6 +59,7 @@ class FoldRun:
     n_train: int
     n_val: int
     n_test: int
+    n_queries: int              # test samples that were retrieval queries (eval.retrieval_queries)
 
     @property
     def fold(self) -> int:
@@ -168,13 +169,15 @@ class SetupTrainer:
     """One setup's projection loop (cached per process); :meth:`run_unit` per unit."""
 
     def __init__(self, setup: str, n_classes: int, train: TrainParams, heads: HeadsParams,
-                 sampling: SamplingParams | None):
+                 sampling: SamplingParams | None, retrieval_queries: int | None = None):
         self.spec: Setup = get_setup(setup)
         if self.spec.uses_sampling and sampling is None:
             raise ValueError(f"setup {setup} needs the sampling params")
         self.setup, self.train_p, self.heads_p = setup, train, heads
         self.sampling = sampling if self.spec.uses_sampling else None
         self.n_classes = n_classes
+        # eval.retrieval_queries: at most this many queries per retrieval (None: all)
+        self.retrieval_queries = retrieval_queries
         self.projection = None  # the model of the unit's (chosen) projection, once trained
 
     def _weights_schedule(self, batches: np.ndarray, t: FoldTable, tr: np.ndarray,
@@ -234,7 +237,7 @@ class SetupTrainer:
             info: dict[str, Any] = dict(res.task_summary() or {})
             key = -np.inf
             if len(variants) > 1:
-                score = self._validation_retrieval(inputs, t, va, z)
+                score = self._validation_retrieval(inputs, t, va, z, seed, unit)
                 key = -np.inf if score is None else score
                 info.update({"box_weight": v.box_weight, "val_retrieval": _round(key)})
                 tried.append({"box_weight": v.box_weight, "val_retrieval": _round(key),
@@ -246,15 +249,24 @@ class SetupTrainer:
             info["tried"] = tried
         return self.evaluate_space(inputs, unit, z, seed, res, info or None)
 
-    @staticmethod
-    def _validation_retrieval(inputs: SetupInputs, t: FoldTable, va: np.ndarray,
-                              z: np.ndarray) -> float | None:
+    def _queries(self, n: int, seed: int, unit: Unit, purpose: str) -> np.ndarray | None:
+        """The unit's retrieval queries among ``n`` samples (``None``: all); the same for every
+        setup, so the setups' retrieval metrics stay paired."""
+        from tgmatl.evaluation import query_sample
+
+        if self.retrieval_queries is None:
+            return None
+        return query_sample(n, self.retrieval_queries, unit_rng(seed, unit, purpose))
+
+    def _validation_retrieval(self, inputs: SetupInputs, t: FoldTable, va: np.ndarray,
+                              z: np.ndarray, seed: int, unit: Unit) -> float | None:
         """Mean of class and box MAP@R among the validation samples (``None``: no query)."""
         from tgmatl import evaluation
 
         groups = inputs.image[va] if inputs.image is not None else None
-        values = [evaluation.retrieval_metrics(z[va], labels[va], groups=groups)[
-            "map_at_r"] for labels in (t.class_id, t.box_label)]
+        found = evaluation.retrieve(z[va], [t.class_id[va], t.box_label[va]], groups,
+                                    self._queries(int(va.sum()), seed, unit, "val_queries"))
+        values = [r.metrics()["map_at_r"] for r in found]
         values = [v for v in values if v is not None]
         return float(np.mean(values)) if values else None
 
@@ -274,34 +286,34 @@ class SetupTrainer:
             heads = mlp_heads(z, t, tr, va, te, self.heads_p, self.n_classes, seed, unit)
         space = z[te] if self.projection is not None else _l2(z[te])
         groups = inputs.image[te] if inputs.image is not None else None
-        order = evaluation.neighbour_order(space, groups=groups)
-        cls_ret, cls_q = evaluation.retrieval_metrics(space, t.class_id[te], "class_", order,
-                                                      groups=groups, per_query=True)
-        box_ret, box_q = evaluation.retrieval_metrics(space, t.box_label[te], "box_", order,
-                                                      groups=groups, per_query=True)
+        # one ranking for both label sets, with the leave-one-out values for the jackknife
+        queries = self._queries(int(te.sum()), seed, unit, "queries")
+        cls_r, box_r = evaluation.retrieve(space, [t.class_id[te], t.box_label[te]], groups,
+                                           queries, leave_one_out=True)
         metrics = {
             **evaluation.classification_metrics(t.class_id[te], heads.class_pred,
                                                 inputs.class_names),
             **evaluation.regression_metrics(t.features[te], heads.feature_pred,
                                             inputs.feature_names),
-            **cls_ret, **box_ret,
+            **cls_r.metrics("class_"), **box_r.metrics("box_"),
         }
         per_sample = pd.DataFrame({
             "repeat": np.int32(unit[0]), "fold": np.int32(unit[1]),
             "sample_id": inputs.sample_ids[te].astype(str),
             "class_id": t.class_id[te].astype(np.int32),
             "class_pred": np.asarray(heads.class_pred, np.int32),
-            "class_ap": cls_q["ap"], "class_hit": cls_q["hit_at_1"],
-            "box_ap": box_q["ap"], "box_hit": box_q["hit_at_1"],
+            "class_ap": cls_r.ap, "class_hit": cls_r.hit,
+            "box_ap": box_r.ap, "box_hit": box_r.hit,
             # jackknife terms: MAP@R's per-sample terms for the paired tests (tgmatl.stats)
-            "class_map_term": stats.map_at_r_terms(space, t.class_id[te], groups),
-            "box_map_term": stats.map_at_r_terms(space, t.box_label[te], groups),
+            "class_map_term": stats.jackknife_map_terms(cls_r),
+            "box_map_term": stats.jackknife_map_terms(box_r),
         })
         for k, name in enumerate(inputs.feature_names):
             per_sample[f"feat_{name}"] = t.features[te, k].astype(np.float64)
             per_sample[f"pred_{name}"] = np.asarray(heads.feature_pred[:, k], np.float64)
         return FoldRun(unit, projection, projection_info, heads, metrics, per_sample, space,
-                       int(tr.sum()), int(va.sum()), int(te.sum()))
+                       int(tr.sum()), int(va.sum()), int(te.sum()),
+                       int(te.sum()) if queries is None else len(queries))
 
     def save_unit(self, directory: Path, unit: Unit) -> None:
         """Save the unit's best projection weights: ``r<repeat>_f<fold>.projection.weights.h5``
@@ -360,6 +372,7 @@ def train_setup(
     models_dir: Path | None = None,
     progress: bool = True,
     desc: str = "",
+    retrieval_queries: int | None = None,
 ) -> tuple[dict[str, Any], list[FoldRun]]:
     """Train and evaluate ``setup`` on every unit; returns the results dict and the unit runs.
 
@@ -368,7 +381,8 @@ def train_setup(
     from tqdm.auto import tqdm
 
     set_determinism(seed)
-    trainer = SetupTrainer(setup, len(inputs.class_names), train, heads, sampling)
+    trainer = SetupTrainer(setup, len(inputs.class_names), train, heads, sampling,
+                           retrieval_queries)
     runs: list[FoldRun] = []
     bar = tqdm(sorted(inputs.units), desc=desc or setup, unit="unit", disable=not progress)
     for unit in bar:
@@ -382,6 +396,8 @@ def train_setup(
     rows = [{
         "repeat": r.unit[0], "fold": r.unit[1], "n_train": r.n_train, "n_val": r.n_val,
         "n_test": r.n_test,
+        # test queries of the retrieval metrics (every test sample stays a reference)
+        "n_queries": r.n_queries,
         "projection": (None if r.projection is None else
                        {**_fit_summary(r.projection), **(r.projection_info or {})}),
         "classifier": r.heads.classifier,
@@ -400,6 +416,7 @@ def train_setup(
         "n_units": len(runs),
         "n_repeats": inputs.n_repeats,
         "n_folds": inputs.n_folds,
+        "retrieval_queries": retrieval_queries,
         "units": rows,
         "summary": summarise([row["test"] for row in rows]),
     }
@@ -462,6 +479,7 @@ def run_train_stage(
     masks: str | Path | None = None,
     samples: str | Path | None = None,
     progress: bool = True,
+    retrieval_queries: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Stages ``train`` / ``train_tg``: every unit of one backbone × each of ``setups``.
 
@@ -489,7 +507,8 @@ def run_train_stage(
         for setup in setups:
             results, runs = train_setup(inputs, setup, train, heads, sampling, seed,
                                         models_dir=mod_dir / setup, progress=progress,
-                                        desc=f"{backbone}/{setup}")
+                                        desc=f"{backbone}/{setup}",
+                                        retrieval_queries=retrieval_queries)
             log_curves(runs, mod_dir / setup / "dvclive")
             results = {"backbone": backbone, **results, "environment": env}
             write_parquet(res_dir / f"{setup}.test_embeddings.parquet",

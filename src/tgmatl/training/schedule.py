@@ -58,7 +58,7 @@ def class_balanced_batches(
     a batch is topped up with other samples of that class, so each batch has positives for every
     class present. Batches are then padded with random samples not already in them to one common
     width (at least ``min(n, batch_size)``), which keeps the plan rectangular for the compiled
-    loop. Vectorised over epochs (in chunks that bound the ``[epochs, steps, n]`` work arrays).
+    loop. Vectorised over epochs; time and memory O(epochs · n) (the plan's own size).
     """
     labels = np.asarray(labels)
     n = len(labels)
@@ -66,35 +66,70 @@ def class_balanced_batches(
         raise ValueError(f"class_balanced_batches: need at least 2 samples, got {n}")
     b = min(n, batch_size)
     steps = math.ceil(n / b)
-    members_of = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    classes, cls = np.unique(labels, return_inverse=True)
+    members_of = [np.flatnonzero(cls == c) for c in range(len(classes))]
     step_of = np.empty((epochs, n), np.int64)
     rows = np.arange(epochs)[:, None]
     for members in members_of:
         perm = rng.permuted(np.tile(members, (epochs, 1)), axis=1)
         first = rng.integers(steps, size=(epochs, 1))
         step_of[rows, perm] = (np.arange(len(members)) + first) % steps
-    chunk = max(1, 2**22 // (steps * n))
-    parts = []
-    for e0 in range(0, epochs, chunk):
-        # in_batch[e, s, i]: sample i is in batch s of epoch e
-        in_batch = step_of[e0:e0 + chunk, None, :] == np.arange(steps)[None, :, None]
-        for members in members_of:
-            if len(members) < 2:
-                continue
-            for e, s in np.argwhere(in_batch[:, :, members].sum(axis=2) < 2):
-                have = in_batch[e, s, members]
-                extra = rng.choice(members[~have], size=2 - int(have.sum()), replace=False)
-                in_batch[e, s, extra] = True
-        parts.append(in_batch)
-    in_batch = np.concatenate(parts)
-    width = max(b, int(in_batch.sum(axis=2).max()))
+    # top-ups: (epoch, step, sample) for each class short of two in a batch (rare: small
+    # classes); the work is O(epochs * n), never O(epochs * steps * n)
+    cell = (rows * steps + step_of) * len(classes) + cls[None, :]
+    count = np.bincount(cell.ravel(), minlength=epochs * steps * len(classes))
+    count = count.reshape(epochs, steps, len(classes))
+    sizes = np.array([len(m) for m in members_of])
+    short = np.argwhere((count < 2) & (sizes >= 2)[None, None, :])
+    extras: dict[tuple[int, int], list[int]] = {}
+    for e, st, c in short:
+        members = members_of[c]
+        pool = members[step_of[e, members] != st]
+        pick = rng.choice(pool, size=2 - int(count[e, st, c]), replace=False)
+        extras.setdefault((int(e), int(st)), []).extend(int(i) for i in pick)
+    own = np.bincount((rows * steps + step_of).ravel(), minlength=epochs * steps)
+    own = own.reshape(epochs, steps)
+    total = own.copy()
+    for (e, st), extra in extras.items():
+        total[e, st] += len(extra)
+    width = max(b, int(total.max()))
     out = np.empty((epochs, steps, width), np.int32)
+    chunk = max(1, 2**22 // (steps * width))
     for e0 in range(0, epochs, chunk):
-        # the batch's own samples first (keys in [0, 1)), then random others (keys in [1, 2))
-        block = in_batch[e0:e0 + chunk]
-        key = rng.random(block.shape) + ~block
-        out[e0:e0 + chunk] = np.argsort(key, axis=2)[:, :, :width]
+        out[e0:e0 + chunk] = _fill_batches(step_of[e0:e0 + chunk], own[e0:e0 + chunk],
+                                           total[e0:e0 + chunk], extras, e0, width, rng)
     return out
+
+
+def _fill_batches(step_of: np.ndarray, own: np.ndarray, total: np.ndarray,
+                  extras: dict[tuple[int, int], list[int]], e0: int, width: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """``[E, steps, width]`` batches of a chunk of epochs: each batch's own samples (random
+    order), its top-ups, then random samples not already in it up to ``width``."""
+    epochs, n = step_of.shape
+    steps = own.shape[1]
+    rows = np.arange(epochs)[:, None]
+    grouped = np.argsort(step_of * 2.0 + rng.random((epochs, n)), axis=1)  # by step, shuffled
+    start = np.cumsum(own, axis=1) - own
+    step_sorted = np.take_along_axis(step_of, grouped, axis=1)
+    rank = np.arange(n)[None, :] - np.take_along_axis(start, step_sorted, axis=1)
+    out = np.empty((epochs, steps, width), np.int64)
+    out[rows, step_sorted, rank] = grouped
+    # padding: from a random offset of one random permutation of the epoch's samples, the
+    # first ones that are not in the batch (a uniform draw of the non-members)
+    perm = rng.permuted(np.tile(np.arange(n), (epochs, 1)), axis=1)
+    offset = rng.integers(n, size=(epochs, steps, 1))
+    e3 = rows[:, :, None]
+    window = perm[e3, (offset + np.arange(width)) % n]  # [E, steps, width]: width <= n
+    member = step_of[e3, window] == np.arange(steps)[None, :, None]
+    for (e, st), extra in extras.items():
+        if e0 <= e < e0 + epochs:
+            out[e - e0, st, own[e - e0, st]:total[e - e0, st]] = extra
+            member[e - e0, st] |= np.isin(window[e - e0, st], extra)
+    outsiders = np.take_along_axis(window, np.argsort(member, axis=2, kind="stable"), axis=2)
+    slot = np.arange(width)[None, None, :] - total[:, :, None]  # pad number, < 0: filled
+    pads = np.take_along_axis(outsiders, np.clip(slot, 0, None), axis=2)
+    return np.where(slot >= 0, pads, out)
 
 
 def shuffled_batches(n: int, batch_size: int, epochs: int, rng: np.random.Generator) -> np.ndarray:

@@ -49,6 +49,7 @@ def embed_params(**kw) -> EmbedParams:
         "bands": "rgb",
         "resize": "stretch",
         "row_group_size": 4,
+        "devices": "auto",
         **kw,
     }
     return parse_section(EmbedParams, raw, "embed")

@@ -37,7 +37,7 @@ def precomputed(weights: str | Path, name: str = "pre") -> BackboneParams:
 
 def embed_params(rows: int = 5) -> EmbedParams:
     raw = {"backbones": ["pre"], "batch_size": 4, "precision": "float32", "bands": "rgb",
-           "resize": "stretch", "row_group_size": rows}
+           "resize": "stretch", "row_group_size": rows, "devices": "auto"}
     return parse_section(EmbedParams, raw, "embed")
 
 

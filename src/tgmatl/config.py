@@ -196,6 +196,10 @@ class EmbedParams:
     bands: Literal["rgb", "thermal", "rgb+thermal"] = spec()
     resize: Literal["stretch", "crop", "pad"] = spec()
     row_group_size: int = spec(ge=1)
+    # Where the encoder runs (tgmatl.embed.resolve_devices): auto (every visible GPU, else the
+    # CPU) | cpu | all (every visible GPU) | a GPU count. Not a DVC dependency: it changes how
+    # fast, not what (several GPUs give the one-GPU embeddings to 1e-5).
+    devices: Literal["auto", "cpu", "all"] | int = spec(ge=1)
 
 
 def results_file(results_dir, backbone: str, setup: str, suffix: str = ".json"):

@@ -5,7 +5,15 @@ Pipeline: ``tf.data`` reads and decodes the PNGs in parallel and preprocesses th
 encoder's size) while the previous batch runs through the encoder, a ``tf.function`` with a fixed
 input signature (traced once). Embeddings go to Parquet one row group (``embed.row_group_size``
 rows) at a time through a ``ParquetWriter`` on a temporary file renamed at the end, so memory does
-not grow with the number of samples and an interrupted run leaves no output.
+not grow with the number of samples and an interrupted run leaves no output. A batch's result is
+fetched to the host only after the next batch has been dispatched, so an accelerator is not left
+idle while the host converts and writes.
+
+Devices (``embed.devices``, :func:`resolve_devices`): one device runs the encoder as above, pinned
+to it. Several GPUs run it under ``tf.distribute.MirroredStrategy``: the model is built in the
+strategy's scope (one copy of the weights per GPU), each batch of ``embed.batch_size`` (the global
+batch) is split across the replicas in order, and every row's position travels with it, so the
+rows still come out in ``samples.parquet`` order; the embeddings equal the one-device ones to 1e-5.
 
 Bands (``embed.bands``), from ``samples.parquet``'s ``image_path`` / ``thermal_path`` / ``bands``:
 - ``rgb``: the 3-band image.
@@ -19,8 +27,8 @@ Output ``<name>.parquet``: ``sample_id`` (string), ``embedding`` (``fixed_size_l
 rows in ``samples.parquet`` order (sorted by ``sample_id``); file metadata (all strings): backbone,
 family, weights, weights_kind, untrained (``true`` for random weights), image_size, pooling,
 projected, precision (the compute precision; stored values are float32), bands, resize, dim,
-n_samples, keras_hub_version, keras_version, tensorflow_version (+ seed, random_arch when
-untrained). :func:`read_embeddings` reads it back.
+n_samples, replicas (devices the encoder ran on), keras_hub_version, keras_version,
+tensorflow_version (+ seed, random_arch when untrained). :func:`read_embeddings` reads it back.
 
 A backbone with ``family: precomputed`` brings its own vectors (a ``.npy`` or ``.parquet`` file,
 :mod:`tgmatl.precomputed`): no images are read and no encoder runs; the output has the same
@@ -33,8 +41,10 @@ import logging
 import re
 import time
 import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -43,11 +53,13 @@ import pyarrow.parquet as pq
 from tgmatl.config import BackboneParams, EmbedParams
 from tgmatl.errors import InputError
 from tgmatl.io import atomic_path
+from tgmatl.params import ParamsError
 from tgmatl.samples import SAMPLES_FILE, read_samples
 
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("sample_id", "image_path", "thermal_path", "bands")
+CPU = "/device:CPU:0"
 _BANDS_FAILURE = re.compile(r"\[BANDS\] \[(.*?)\] \[(.*?)\] \[(\d+)\] \[(\d+)\]")
 
 
@@ -62,6 +74,76 @@ def configure_threads() -> None:
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:
         log.debug("TensorFlow already initialised; inter-op threads left as they are")
+
+
+def visible_gpus() -> list[str]:
+    """TensorFlow's logical GPU devices (``/device:GPU:<i>``)."""
+    import tensorflow as tf
+
+    return [d.name for d in tf.config.list_logical_devices("GPU")]
+
+
+def resolve_devices(spec: str | int, gpus: Sequence[str] | None = None) -> list[str]:
+    """The devices ``embed.devices`` selects, given the visible GPUs (default: TensorFlow's).
+
+    ``cpu``: the CPU even where GPUs are visible; ``all``: every visible GPU; a count ``n``: the
+    first ``n`` GPUs; ``auto``: every visible GPU, else the CPU. Asking for GPUs that are not
+    there is an error naming the key, never a quiet run on fewer devices or on the CPU.
+    """
+    if spec == "cpu":
+        return [CPU]
+    if spec not in ("auto", "all") and (isinstance(spec, bool) or not isinstance(spec, int)
+                                        or spec < 1):
+        raise ParamsError(f"embed.devices: {spec!r} is not auto, cpu, all or a GPU count >= 1")
+    found = visible_gpus() if gpus is None else list(gpus)
+    if spec == "auto":
+        return found or [CPU]
+    if not found:
+        raise ParamsError(
+            f"embed.devices: {spec} asks for GPUs and TensorFlow sees none (no CUDA device, or "
+            "CUDA_VISIBLE_DEVICES hides them); set embed.devices: cpu or auto"
+        )
+    if spec == "all":
+        return found
+    assert isinstance(spec, int)
+    if spec > len(found):
+        raise ParamsError(
+            f"embed.devices: {spec} GPUs requested, only {len(found)} visible "
+            f"({', '.join(found)})"
+        )
+    return found[:spec]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the encoder runs: one device, or a MirroredStrategy over several (:func:`place`)."""
+
+    devices: tuple[str, ...]
+    strategy: Any = None  # tf.distribute.MirroredStrategy when there are several devices
+
+    @property
+    def replicas(self) -> int:
+        return len(self.devices)
+
+    def scope(self):
+        """Build or load the model inside this, so its weights live on the device(s)."""
+        import tensorflow as tf
+
+        return self.strategy.scope() if self.strategy is not None else tf.device(self.devices[0])
+
+
+def place(devices: Sequence[str]) -> Placement:
+    """One device: no strategy (the plain path). Several: a MirroredStrategy over exactly them
+    (GPUs from :func:`resolve_devices`, or logical CPU devices in the tests)."""
+    if not devices:
+        raise ValueError("no device to run the encoder on")
+    if len(set(devices)) != len(devices):
+        raise ValueError(f"a device is listed twice in {list(devices)}")
+    if len(devices) == 1:
+        return Placement(tuple(devices))
+    import tensorflow as tf
+
+    return Placement(tuple(devices), tf.distribute.MirroredStrategy(list(devices)))
 
 
 @dataclass(frozen=True)
@@ -126,15 +208,24 @@ def make_dataset(
     mean: tuple[float, ...],
     std: tuple[float, ...],
     batch_size: int,
+    positions: bool = False,
+    threads: int | None = None,
 ):
-    """``tf.data``: (sample_id, images ``(B, V, S, S, 3)``), decoded in parallel, in order."""
+    """``tf.data``: (sample_id, images ``(B, V, S, S, 3)``), decoded in parallel, in order.
+
+    ``positions``: the row's position in ``views`` (int64) instead of its sample_id (the
+    mirrored path: it travels to every device with the images, where TensorFlow keeps strings on
+    the host; the host puts rows back in order by it). ``threads``: that
+    many decode calls on a private pool of that size (benchmarks) instead of AUTOTUNE on
+    TensorFlow's shared pool.
+    """
     import tensorflow as tf
 
     from tgmatl.backbones import preprocessing as pre
 
     channels = list(views.channels)
 
-    def load(sid, *paths):
+    def load(sid, pos, *paths):
         out = []
         for path, expected in zip(paths, channels, strict=True):
             img = pre.decode_png(tf.io.read_file(path))
@@ -145,35 +236,78 @@ def make_dataset(
             with tf.control_dependencies([check]):
                 img = pre.to_three_channels(img)
             out.append(pre.preprocess(img, image_size, resize, mean, std))
-        return sid, tf.stack(out)
+        return (pos if positions else sid), tf.stack(out)
 
-    ds = tf.data.Dataset.from_tensor_slices((views.sample_ids, *views.paths))
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(batch_size).prefetch(2)
+    index = tf.range(len(views.sample_ids), dtype=tf.int64)
+    ds = tf.data.Dataset.from_tensor_slices((views.sample_ids, index, *views.paths))
+    calls = tf.data.AUTOTUNE if threads is None else threads
+    ds = ds.map(load, num_parallel_calls=calls, deterministic=True)
+    ds = ds.batch(batch_size).prefetch(2)
+    if threads is not None:
+        options = tf.data.Options()
+        options.threading.private_threadpool_size = threads
+        ds = ds.with_options(options)
+    return ds
 
 
 _INFER_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def make_infer(model, n_views: int, image_size: int):
+def _forward(model, n_views: int, image_size: int) -> Callable:
+    """``(B, V, S, S, 3)`` -> ``(B, V * D)``: every view through the model, views concatenated."""
+    import tensorflow as tf
+
+    def forward(x):
+        flat = tf.reshape(x, [-1, image_size, image_size, 3])
+        emb = model(flat, training=False)
+        # the width spelt out: a replica's share of a last batch may be empty (B = 0)
+        return tf.reshape(emb, [tf.shape(x)[0], n_views * emb.shape[-1]])
+
+    return forward
+
+
+def make_infer(model, n_views: int, image_size: int, device: str | None = None):
     """Compiled inference: ``(B, V, S, S, 3)`` -> ``(B, V * D)``, views concatenated.
 
-    Traced once per model and view count (cached), so repeated extractions skip the tracing.
+    ``device``: pin it there (the model's weights must be there too). Traced once per model,
+    view count and device (cached), so repeated extractions skip the tracing.
     """
     import tensorflow as tf
 
     cached = _INFER_CACHE.setdefault(model, {})
-    if (n_views, image_size) in cached:
-        return cached[(n_views, image_size)]
+    key = (n_views, image_size, device)
+    if key in cached:
+        return cached[key]
     spec = tf.TensorSpec([None, n_views, image_size, image_size, 3], tf.float32)
+    forward = _forward(model, n_views, image_size)
 
     @tf.function(input_signature=[spec])
     def infer(x):
-        flat = tf.reshape(x, [-1, image_size, image_size, 3])
-        emb = model(flat, training=False)
-        return tf.reshape(emb, [tf.shape(x)[0], -1])
+        if device is None:
+            return forward(x)
+        with tf.device(device):
+            return forward(x)
 
-    cached[(n_views, image_size)] = infer
+    cached[key] = infer
+    return infer
+
+
+def make_mirrored_infer(model, n_views: int, image_size: int, strategy, element_spec):
+    """The same per replica under ``strategy`` (the model built in its scope): per-replica
+    images in, per-replica embeddings out. Traced once per model and view count (cached)."""
+    import tensorflow as tf
+
+    cached = _INFER_CACHE.setdefault(model, {})
+    key = ("mirrored", n_views, image_size)
+    if key in cached:
+        return cached[key]
+    forward = _forward(model, n_views, image_size)
+
+    @tf.function(input_signature=[element_spec])
+    def infer(images):
+        return strategy.run(forward, args=(images,))
+
+    cached[key] = infer
     return infer
 
 
@@ -186,24 +320,59 @@ def extract(
     row_group_size: int,
     metadata: dict[str, str] | None = None,
     progress: bool = True,
+    placement: Placement | None = None,
 ) -> dict[str, float]:
-    """Embed every sample of ``views`` with ``embedder`` into the Parquet file ``out``."""
+    """Embed every sample of ``views`` with ``embedder`` into the Parquet file ``out``.
+
+    ``placement``: where ``embedder`` was built (:func:`place`; its model must have been
+    loaded inside ``placement.scope()``); None: TensorFlow's default device, no pinning.
+    """
     import tensorflow as tf
     from tqdm import tqdm
 
+    strategy = None if placement is None else placement.strategy
+    replicas = 1 if strategy is None else strategy.num_replicas_in_sync
     n_views = len(views.paths)
     dim = embedder.dim * n_views
     meta = {**embedder.metadata, **(metadata or {})}
     meta.update(dim=str(dim), n_samples=str(len(views.sample_ids)), resize=resize)
     meta["views"] = ",".join(views.names)
+    meta["replicas"] = str(replicas)
     schema = pa.schema(
         [("sample_id", pa.string()), ("embedding", pa.list_(pa.float32(), dim))],
         metadata={k: str(v) for k, v in meta.items()},
     )
     dataset = make_dataset(
-        views, embedder.image_size, resize, embedder.mean, embedder.std, batch_size
+        views,
+        embedder.image_size,
+        resize,
+        embedder.mean,
+        embedder.std,
+        batch_size,
+        positions=strategy is not None,
     )
-    infer = make_infer(embedder.model, n_views, embedder.image_size)
+    if strategy is None:
+        device = None if placement is None else placement.devices[0]
+        infer = make_infer(embedder.model, n_views, embedder.image_size, device)
+        batches = ((sid, infer(images)) for sid, images in dataset)
+        fetch = _fetch_single
+    else:
+        # Each global batch is split in order across the replicas (the last one may leave some
+        # replicas a short or empty share); positions come along to put the rows back in order.
+        dist = strategy.experimental_distribute_dataset(dataset)
+        infer = make_mirrored_infer(
+            embedder.model, n_views, embedder.image_size, strategy, dist.element_spec[1]
+        )
+        batches = ((pos, infer(images)) for pos, images in dist)
+        ids_all = np.asarray(views.sample_ids, dtype=str)
+        done = 0
+
+        def fetch(pos, emb) -> tuple[np.ndarray, np.ndarray]:
+            nonlocal done
+            ids, rows = _fetch_mirrored(strategy, pos, emb, ids_all, done)
+            done += len(rows)
+            return ids, rows
+
     ids_buf: list[np.ndarray] = []
     emb_buf: list[np.ndarray] = []
     buffered = 0
@@ -236,15 +405,26 @@ def extract(
             ids_buf, emb_buf = [ids[cut:]], [emb[cut:]]
             buffered = len(ids) - cut
 
+        def keep(batch) -> None:
+            nonlocal buffered
+            ids, emb = fetch(*batch)
+            ids_buf.append(ids)
+            emb_buf.append(emb)
+            buffered += len(emb)
+            if buffered >= row_group_size:
+                flush(final=False)
+            bar.update(len(emb))
+
         try:
-            for sid, images in dataset:
-                emb = infer(images).numpy().astype(np.float32, copy=False)
-                ids_buf.append(sid.numpy().astype(str))
-                emb_buf.append(emb)
-                buffered += len(emb)
-                if buffered >= row_group_size:
-                    flush(final=False)
-                bar.update(len(emb))
+            # One batch in flight: the next batch is dispatched before this one is fetched, so
+            # the device computes while the host waits for, converts and writes the previous.
+            pending = None
+            for batch in batches:
+                if pending is not None:
+                    keep(pending)
+                pending = batch
+            if pending is not None:
+                keep(pending)
         except tf.errors.InvalidArgumentError as exc:
             found = _BANDS_FAILURE.search(exc.message)
             if not found:
@@ -257,7 +437,36 @@ def extract(
         flush(final=True)
     seconds = time.perf_counter() - start
     n = len(views.sample_ids)
-    return {"n_samples": n, "dim": dim, "seconds": seconds, "images_per_s": n / seconds}
+    return {
+        "n_samples": n,
+        "dim": dim,
+        "seconds": seconds,
+        "images_per_s": n / seconds,
+        "replicas": replicas,
+    }
+
+
+def _fetch_single(sid, emb) -> tuple[np.ndarray, np.ndarray]:
+    return sid.numpy().astype(str), emb.numpy().astype(np.float32, copy=False)
+
+
+def _fetch_mirrored(strategy, pos, emb, ids_all: np.ndarray, done: int):
+    """One distributed batch to the host: replicas' rows concatenated, put in position order.
+
+    The shares come back in replica order, which is the input order; sorting by position makes
+    the result independent of that, and the check catches a lost or repeated row.
+    """
+    positions = np.concatenate([p.numpy() for p in strategy.experimental_local_results(pos)])
+    rows = np.concatenate([e.numpy() for e in strategy.experimental_local_results(emb)])
+    order = np.argsort(positions, kind="stable")
+    positions = positions[order]
+    if len(rows) != len(positions) or not np.array_equal(
+        positions, np.arange(done, done + len(positions))
+    ):
+        raise RuntimeError(
+            f"replica results do not cover rows {done}..{done + len(positions) - 1} exactly once"
+        )
+    return ids_all[positions], rows[order].astype(np.float32, copy=False)
 
 
 def embed_samples(
@@ -268,12 +477,16 @@ def embed_samples(
     embed: EmbedParams,
     seed: int,
     progress: bool = True,
+    devices: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Stage entry: embed ``samples_dir`` with ``backbones.<name>`` into ``out``.
 
     ``family: precomputed`` runs no encoder: its stored vectors are checked and written in the
     same contract (:func:`tgmatl.precomputed.write_precomputed`; ``embed.*`` other than
     ``row_group_size`` does not apply).
+
+    ``devices``: TensorFlow device names to run on instead of what ``embed.devices`` selects
+    (the tests' mirrored run over logical CPU devices; ``embed.devices`` counts GPUs only).
     """
     if backbone.family == "precomputed":
         from tgmatl.precomputed import write_precomputed
@@ -284,7 +497,12 @@ def embed_samples(
 
     configure_threads()
     views = read_views(samples_dir, embed.bands)  # fail on bad input before loading a model
-    embedder = load_embedder(backbone, name, seed, embed.precision)
+    placement = place(resolve_devices(embed.devices) if devices is None else devices)
+    if placement.replicas > 1:
+        log.info("%s: %d replicas (MirroredStrategy) on %s, global batch %d", name,
+                 placement.replicas, ", ".join(placement.devices), embed.batch_size)
+    with placement.scope():  # the weights go to the device(s) that run the model
+        embedder = load_embedder(backbone, name, seed, embed.precision)
     if embedder.untrained:
         log.warning(
             "backbones.%s: random, UNTRAINED weights (the offline demo); results say nothing "
@@ -301,6 +519,7 @@ def embed_samples(
         embed.row_group_size,
         metadata={"bands": embed.bands},
         progress=progress,
+        placement=placement,
     )
     log.info(
         "%s: %d samples -> %s (dim %d, %.1f img/s)",

@@ -161,7 +161,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, arg, key)
             except ParamsError as exc:
                 errors.append(str(exc))
-        raise ParamsError(errors[0] if len(errors) == 1 else f"{key}: {value!r} matches no type")
+        if len(errors) == 1:
+            raise ParamsError(errors[0])
+        reasons = "; ".join(e.removeprefix(f"{key}: ") for e in errors)
+        raise ParamsError(f"{key}: {value!r} is not accepted ({reasons})")
     if dataclasses.is_dataclass(tp):
         return parse_section(tp, value, key)
     if origin is tuple:

@@ -10,6 +10,9 @@ of ``dvc exp show --json`` that has ``metrics/table2.json``; failed or still que
 are skipped and counted. Rows are ``top_pct``, columns ``random_pct``; each cell holds the chosen
 metrics of ``<backbone>.tg_matl`` (mean ± std over folds). Two experiments at the same grid point
 must agree (the pipeline is deterministic); if they do not, the script stops and names them.
+All of them must come from one baseline commit (experiments pulled from several machines
+included): a sweep compares sampling values under one commit's code and other params, so output
+of ``dvc exp show -A`` or ``-n 2`` spanning several commits stops the script, naming them.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,14 +29,16 @@ METRIC_LABELS = {"accuracy": "accuracy", "r2": "box R²", "f1_macro": "macro F1"
                  "class_map_at_r": "class MAP@R", "box_map_at_r": "box MAP@R"}
 
 
-def _states(rows: list[dict]) -> Iterator[tuple[str, dict, dict | None]]:
-    """(name, ExpState, executor) for every row and every experiment under it."""
+def _states(rows: list[dict]) -> Iterator[tuple[str, str, dict, dict | None]]:
+    """(baseline, name, ExpState, executor) for every row and every experiment under it; the
+    baseline names the row's commit (its branch or tag, and the short sha)."""
     for row in rows:
-        yield row.get("name") or row["rev"], row, None
+        base = row["rev"][:7] if not row.get("name") else f"{row['name']} ({row['rev'][:7]})"
+        yield base, row.get("name") or row["rev"], row, None
         for exp_range in row.get("experiments") or []:
             for state in exp_range.get("revs") or []:
                 name = exp_range.get("name") or state.get("name") or state["rev"]
-                yield name, state, exp_range.get("executor")
+                yield base, name, state, exp_range.get("executor")
 
 
 def _table2(data: dict) -> dict | None:
@@ -52,10 +58,9 @@ def _sampling(data: dict) -> dict | None:
 def collect(rows: list[dict], backbone: str, setup: str = "tg_matl"
             ) -> tuple[dict[tuple[float, float], dict[str, Any]], dict[str, int]]:
     """``{(top_pct, random_pct): table2[backbone][setup]}`` and counts of skipped rows."""
-    grid: dict[tuple[float, float], dict[str, Any]] = {}
-    names: dict[tuple[float, float], str] = {}
+    found: list[tuple[str, str, tuple[float, float], dict[str, Any]]] = []
     skipped = {"failed": 0, "queued or running": 0, "no metrics": 0}
-    for name, state, executor in _states(rows):
+    for base, name, state, executor in _states(rows):
         if state.get("rev") == "workspace":  # may hold params not yet reproduced
             continue
         status = (executor or {}).get("state")
@@ -71,7 +76,17 @@ def collect(rows: list[dict], backbone: str, setup: str = "tg_matl"
             skipped["no metrics"] += 1
             continue
         key = (float(sampling["top_pct"]), float(sampling["random_pct"]))
-        values = t2[backbone][setup]
+        found.append((base, name, key, t2[backbone][setup]))
+    # before the per-point check: across commits a disagreement is expected, not a bug
+    baselines = Counter(base for base, *_ in found)
+    if len(baselines) > 1:
+        counts = ", ".join(f"{b}: {n}" for b, n in baselines.items())
+        raise SystemExit(f"sweep_table: results of {len(baselines)} baseline commits ({counts} "
+                         "with metrics); their code or params may differ, so give one at a "
+                         "time: dvc exp show --rev <commit> --json")
+    grid: dict[tuple[float, float], dict[str, Any]] = {}
+    names: dict[tuple[float, float], str] = {}
+    for _, name, key, values in found:
         if key in grid and grid[key] != values:
             raise SystemExit(f"sweep_table: {names[key]} and {name} share top_pct={key[0]}, "
                              f"random_pct={key[1]} but report different metrics")

@@ -5,14 +5,21 @@ may run again (the `train` stages do not read `sampling.*`), and `dvc metrics di
 the TG-MATL values of table2.json change while the other setups' stay. A change of
 `eval.repeats` invalidates `split` (and so everything that reads split.parquet), one of
 `eval.alpha` only `report` (checked with `dvc repro --dry`).
+
+The sweep across machines of the README, with two clones for two machines: the baseline goes to
+a bare git repo and a local-folder DVC remote; each clone (`git clone` + `dvc pull`, up to date
+without recomputing) runs one grid point and `dvc exp push`es it; the first repo `dvc exp pull`s
+both and `scripts/sweep_table.py` reads them from `dvc exp show --json`.
 """
 
+import importlib.util
 import json
 import os
 import re
 import stat
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -61,6 +68,25 @@ def _ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
+def _env(repo: Path) -> dict:
+    """The venv first on PATH (stages call `python`), this repo's `tgmatl`, a git identity."""
+    venv_bin = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+           "PYTHONPATH": str(repo / "src"), "KERAS_BACKEND": "tensorflow",
+           "TF_CPP_MIN_LOG_LEVEL": "2", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env.pop("DVC_ROOT", None)
+    return env
+
+
+def _sweep_table(repo_root: Path):
+    spec = importlib.util.spec_from_file_location("sweep_table",
+                                                  repo_root / "scripts/sweep_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_repro_then_sampling_experiment(repo_root, tmp_path):
     missing = [p.name for p in _stage_scripts(repo_root) if not p.is_file()]
     if missing:
@@ -69,13 +95,8 @@ def test_repro_then_sampling_experiment(repo_root, tmp_path):
     params = _merge(yaml.safe_load((work / "params.yaml").read_text()), TINY)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
-    venv_bin = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
-           "PYTHONPATH": str(work / "src"), "KERAS_BACKEND": "tensorflow",
-           "TF_CPP_MIN_LOG_LEVEL": "2", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    env.pop("DVC_ROOT", None)
-    dvc = [str(venv_bin / "dvc")]
+    env = _env(work)
+    dvc = [str(Path(sys.executable).parent / "dvc")]
     git = ["git", "-c", "commit.gpgsign=false"]
     _run(git + ["init", "-q"], work, env)
     _run(git + ["add", "-A"], work, env)
@@ -115,12 +136,65 @@ def test_repro_then_sampling_experiment(repo_root, tmp_path):
         deps = stages[name].get("deps") or stages[name]["do"]["deps"]
         assert "data/split.parquet" in deps, name
 
-    top = 0.5 if params["sampling"]["top_pct"] != 0.5 else 0.3
-    out = _run(dvc + ["exp", "run", "-S", f"sampling.top_pct={top}"], work, env, timeout=600)
-    assert _ran(out) == {"select", "train_tg@dinov2", "report"}, out[-3000:]
+    # the shared remotes: a bare git repo and a local-folder DVC remote (dvc push: the clones
+    # pull the baseline's outputs instead of recomputing them)
+    _run(git + ["init", "-q", "--bare", str(tmp_path / "origin.git")], tmp_path, env)
+    _run(dvc + ["remote", "add", "-d", "shared", str(tmp_path / "dvc-store")], work, env)
+    _run(git + ["commit", "-qam", "shared DVC remote"], work, env)
+    _run(git + ["remote", "add", "origin", str(tmp_path / "origin.git")], work, env)
+    _run(git + ["push", "-q", "origin", "HEAD"], work, env)
+    _run(dvc + ["push"], work, env)
 
-    diff = json.loads(_run(dvc + ["metrics", "diff", "--json"], work, env))
+    # two machines at once, one grid point each: clone the shared repos, pull the baseline's
+    # outputs, run, push the experiment (with its outputs); that only select, train_tg and
+    # report run shows the pull left nothing upstream to recompute
+    top = 0.5 if params["sampling"]["top_pct"] != 0.5 else 0.3
+    rand = 0.2 if params["sampling"]["random_pct"] != 0.2 else 0.05
+    start = (float(params["sampling"]["top_pct"]), float(params["sampling"]["random_pct"]))
+    machines = {"a-top": (f"sampling.top_pct={top}", (float(top), start[1])),
+                "b-rand": (f"sampling.random_pct={rand}", (start[0], float(rand)))}
+
+    def machine(name: str) -> str:
+        clone, cenv = tmp_path / name, _env(tmp_path / name)
+        _run(git + ["clone", "-q", str(tmp_path / "origin.git"), name], tmp_path, cenv)
+        _run(dvc + ["pull"], clone, cenv)
+        out = _run(dvc + ["exp", "run", "-n", name, "-S", machines[name][0]], clone, cenv,
+                   timeout=600)
+        _run(dvc + ["exp", "push", "origin", name], clone, cenv)
+        return out
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outs = dict(zip(machines, pool.map(machine, machines), strict=True))
+    computed = {}
+    for name, out in outs.items():
+        assert _ran(out) == {"select", "train_tg@dinov2", "report"}, (name, out[-3000:])
+        table = json.loads((tmp_path / name / "metrics/table2.json").read_text())
+        computed[machines[name][1]] = table["dinov2"]["tg_matl"]
+
+    diff = json.loads(_run(dvc + ["metrics", "diff", "--json"], tmp_path / "a-top",
+                           _env(tmp_path / "a-top")))
     changed = {k for entries in diff.values() for k in entries}
     assert any(k.startswith("dinov2.tg_matl.") for k in changed), diff
     assert not any(k.startswith(("dinov2.cltl.", "dinov2.matl.", "dinov2.wtl."))
                    for k in changed), diff
+
+    # the comparing machine: both experiments, then the sweep table over them
+    _run(dvc + ["exp", "pull", "origin"], work, env)
+    rows = json.loads(_run(dvc + ["exp", "show", "--json"], work, env))
+    pulled = {e["name"] for row in rows for e in row.get("experiments") or []}
+    assert pulled == set(machines), pulled
+    grid, skipped = _sweep_table(repo_root).collect(rows, "dinov2")
+    baseline = json.loads((work / "metrics/table2.json").read_text())["dinov2"]["tg_matl"]
+    assert grid == {**computed, start: baseline}, (grid.keys(), computed.keys())
+    assert sum(skipped.values()) == 0, skipped
+    # exp push / exp pull carried the experiments' outputs through the DVC remote as well
+    for name in machines:
+        lock = yaml.safe_load((tmp_path / name / "dvc.lock").read_text())["stages"]
+        for out in lock["select"]["outs"] + lock["train_tg@dinov2"]["outs"]:
+            digest = out["md5"]
+            entry = work / ".dvc/cache/files/md5" / digest[:2] / digest[2:]
+            assert entry.is_file(), (name, out["path"])
+            if digest.endswith(".dir"):
+                missing = [f["relpath"] for f in json.loads(entry.read_text())
+                           if not (entry.parent.parent / f["md5"][:2] / f["md5"][2:]).is_file()]
+                assert missing == [], (name, out["path"], missing)

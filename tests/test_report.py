@@ -240,9 +240,17 @@ def test_sweep_table_from_exp_show_json(repo_root, tmp_path):
     assert sweep.main([str(tmp_path / "exp.json"), "--out", str(tmp_path / "s.md"),
                        "--plot", str(tmp_path / "s.png")]) == 0
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
-    conflict = rows + [{**_exp_state("def456", 0.1, 0.1, 0.5)}]
-    with pytest.raises(SystemExit, match="report different metrics"):
+    conflict = json.loads(json.dumps(rows))
+    conflict[1]["experiments"].append(
+        {"name": "exp-c", "executor": None, "revs": [_exp_state("r5", 0.1, 0.1, 0.5)]})
+    with pytest.raises(SystemExit, match="exp-c share top_pct=0.1, random_pct=0.1 but report"):
         sweep.collect(conflict, "clip")
+    # another commit's results (`dvc exp show -A` or `-n 2`): stop, naming both baselines,
+    # before any point is compared (the grid points differ here, so nothing else would notice)
+    later = {**_exp_state("def4567890", 0.3, 0.1, 0.5), "name": "main", "experiments": [
+        {"name": "exp-d", "executor": None, "revs": [_exp_state("r6", 0.3, 0.2, 0.6)]}]}
+    with pytest.raises(SystemExit, match=r"2 baseline commits \(abc123: 3, main \(def4567\): 2"):
+        sweep.collect(rows + [later], "clip")
 
 
 def test_claims_and_comparisons(report):

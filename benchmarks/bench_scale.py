@@ -125,7 +125,10 @@ def exponent(ns: list[int], seconds: list[float]) -> float:
 
 
 def table(ns: list[int], rows: dict[str, dict[int, tuple[float, float]]]) -> str:
-    head = (["stage"] + [f"s @ {n}" for n in ns] + ["exponent"]
+    """Seconds and peak RSS per stage and N; ``exponent``: the slope over every N (fixed costs
+    such as TensorFlow's start pull it below the asymptotic one), ``last two``: between the two
+    largest N (closest to the asymptotic growth)."""
+    head = (["stage"] + [f"s @ {n}" for n in ns] + ["exponent", "last two"]
             + [f"MiB @ {n}" for n in ns])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for stage, by_n in rows.items():
@@ -133,8 +136,9 @@ def table(ns: list[int], rows: dict[str, dict[int, tuple[float, float]]]) -> str
         secs = [by_n[n][0] for n in done]
         cells = [f"{by_n[n][0]:.1f}" if n in by_n else "" for n in ns]
         mem = [f"{by_n[n][1]:.0f}" if n in by_n and by_n[n][1] else "" for n in ns]
-        lines.append("| " + " | ".join([stage, *cells, f"{exponent(done, secs):.2f}", *mem])
-                     + " |")
+        last = f"{exponent(done[-2:], secs[-2:]):.2f}" if len(done) > 2 else ""
+        lines.append("| " + " | ".join([stage, *cells, f"{exponent(done, secs):.2f}", last,
+                                        *mem]) + " |")
     return "\n".join(lines)
 
 
@@ -148,11 +152,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--per-scene", type=float, default=TARGETS_PER_SCENE,
                     help="targets a scene (demo.n_scenes = N / this; default: the demo's)")
+    ap.add_argument("--table", type=Path, metavar="JSON",
+                    help="only print the table of an earlier run's JSON (--out's)")
     ap.add_argument("--encoder-only", type=int, metavar="N", help=argparse.SUPPRESS)
     ap.add_argument("--params", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--workdir", type=Path, help="keep the repositories here (default: temp)")
     ap.add_argument("--out", type=Path, help="also write the table (markdown) and a JSON beside")
     args = ap.parse_args(argv)
+    if args.table:
+        saved = json.loads(args.table.read_text())["stages"]
+        rows = {name: {int(n): (v["seconds"], v["peak_rss_mib"]) for n, v in by_n.items()}
+                for name, by_n in saved.items()}
+        print(table(sorted({n for by_n in rows.values() for n in by_n}), rows))
+        return
     if args.encoder_only:  # child process: TensorFlow stays out of the parent (its RSS too)
         params = yaml.safe_load(args.params.read_text())
         print(encoder_seconds(params, args.backbone, args.encoder_only))

@@ -20,6 +20,7 @@ TG-MATL comparisons with their verdicts; ``--out`` keeps the run's folder.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -93,8 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     params = load_params(args.params)
     seed = read_seed(params)
     split_p = read_section(SplitParams, params, "split")
-    ev = EvalParams(repeats=args.repeats, resplit=read_section(EvalParams, params, "eval").resplit,
-                    alpha=read_section(EvalParams, params, "eval").alpha)
+    ev = dataclasses.replace(read_section(EvalParams, params, "eval"), repeats=args.repeats)
     train = read_section(TrainParams, params, "train")
     heads = read_section(HeadsParams, params, "heads")
     sampling = read_section(SamplingParams, params, "sampling")

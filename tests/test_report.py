@@ -128,7 +128,8 @@ def report(tmp_path_factory):
     t2 = run_report(results_dir=paths["results"], scores=paths["scores"], mi=paths["mi"],
                     metrics_out=root / "metrics/table2.json", plots_dir=root / "plots",
                     report_out=root / "report.md", backbones=BACKBONES,
-                    eval_params=EvalParams(repeats=REPEATS, resplit=False, alpha=0.05),
+                    eval_params=EvalParams(repeats=REPEATS, resplit=False, alpha=0.05,
+                                           retrieval_queries=2000),
                     claims_out=root / "metrics/claims.json",
                     comparisons_out=root / "metrics/comparisons.json", split=fake_split(),
                     leakage={"test_image_in_train": 0.0, "test_scene_in_train_share": 0.25})
@@ -289,7 +290,8 @@ def test_report_on_a_subset_of_setups(report, tmp_path):
     t2 = run_report(results_dir=paths["results"], scores=paths["scores"], mi=paths["mi"],
                     metrics_out=tmp_path / "t2.json", plots_dir=tmp_path / "plots",
                     report_out=tmp_path / "report.md", backbones=BACKBONES,
-                    eval_params=EvalParams(repeats=REPEATS, resplit=False, alpha=0.05),
+                    eval_params=EvalParams(repeats=REPEATS, resplit=False, alpha=0.05,
+                                           retrieval_queries=2000),
                     claims_out=tmp_path / "claims.json", comparisons_out=tmp_path / "c.json",
                     split=fake_split(), setups=some)
     assert set(t2["dinov2"]) == set(some)

@@ -18,7 +18,13 @@ from tgmatl.splitting import LEFTOVER, area_bins, assign_groups, leakage, make_s
 
 P = SplitParams(test_size=0.7, folds=8, geometry_bins=3, group="none")
 PS = SplitParams(test_size=0.7, folds=8, geometry_bins=3, group="scene")
-E1 = EvalParams(repeats=1, resplit=True, alpha=0.05)
+
+
+def ev(repeats: int, resplit: bool) -> EvalParams:
+    return EvalParams(repeats=repeats, resplit=resplit, alpha=0.05, retrieval_queries=2000)
+
+
+E1 = ev(1, True)
 
 
 def split1(df: pd.DataFrame, p: SplitParams = P, seed: int = 0) -> pd.DataFrame:
@@ -154,7 +160,7 @@ def test_params_errors_name_the_key(raw, key):
 # --- repeats ------------------------------------------------------------------------------------
 def test_long_table_one_row_per_repeat_and_sample():
     df = samples()
-    sp = make_split(df, P, EvalParams(repeats=3, resplit=True, alpha=0.05), 0)
+    sp = make_split(df, P, ev(3, True), 0)
     assert list(sp.columns) == ["repeat", "sample_id", "test", "fold"]
     assert sp["repeat"].dtype == np.int32 and sp["fold"].dtype == np.int32
     assert sp["repeat"].tolist() == [r for r in range(3) for _ in range(len(df))]
@@ -165,25 +171,25 @@ def test_long_table_one_row_per_repeat_and_sample():
 @pytest.mark.parametrize("p", [P, PS])
 def test_resplit_redraws_the_test_split_and_keeps_earlier_repeats(p):
     df = planted_survey(240, n_scenes=96, seed=1).samples
-    r3 = make_split(df, p, EvalParams(repeats=3, resplit=True, alpha=0.05), 0)
+    r3 = make_split(df, p, ev(3, True), 0)
     tests = [r3[r3.repeat == r].test.to_numpy() for r in range(3)]
     assert not np.array_equal(tests[0], tests[1]) and not np.array_equal(tests[1], tests[2])
     # adding repeats keeps the earlier ones: repeat 0 of R=1, repeats 0-1 of R=2
     pd.testing.assert_frame_equal(split1(df, p), r3[r3.repeat == 0].drop(columns="repeat"))
-    r2 = make_split(df, p, EvalParams(repeats=2, resplit=True, alpha=0.05), 0)
+    r2 = make_split(df, p, ev(2, True), 0)
     pd.testing.assert_frame_equal(r2, r3[r3.repeat < 2].reset_index(drop=True))
 
 
 @pytest.mark.parametrize("p", [P, PS])
 def test_fixed_test_split_with_redrawn_folds(p):
     df = planted_survey(240, n_scenes=96, seed=1).samples
-    sp = make_split(df, p, EvalParams(repeats=3, resplit=False, alpha=0.05), 0)
+    sp = make_split(df, p, ev(3, False), 0)
     reps = [sp[sp.repeat == r].reset_index(drop=True) for r in range(3)]
     for rep in reps[1:]:
         assert rep.test.equals(reps[0].test)
         assert not rep.fold.equals(reps[0].fold)
     # repeat 0 is the same whether or not later repeats redraw the test split
-    resplit = make_split(df, p, EvalParams(repeats=1, resplit=True, alpha=0.05), 0)
+    resplit = make_split(df, p, ev(1, True), 0)
     pd.testing.assert_frame_equal(resplit, reps[0])
 
 
@@ -199,7 +205,7 @@ def check_scenes_whole(sp: pd.DataFrame, df: pd.DataFrame, folds: int) -> None:
 
 def test_scene_split_keeps_scenes_whole_and_balanced():
     df = planted_survey(240, n_scenes=96, seed=2).samples
-    sp = make_split(df, PS, EvalParams(repeats=4, resplit=True, alpha=0.05), 0)
+    sp = make_split(df, PS, ev(4, True), 0)
     check_scenes_whole(sp, df, 8)
     for _, rep in sp.groupby("repeat"):
         assert abs(rep.test.mean() - 0.7) <= 0.03
@@ -209,15 +215,15 @@ def test_scene_split_keeps_scenes_whole_and_balanced():
             in_c = df.class_id.to_numpy() == c
             assert abs(rep.test[in_c].mean() - 0.7) <= 0.1
     pd.testing.assert_frame_equal(
-        sp, make_split(df, PS, EvalParams(repeats=4, resplit=True, alpha=0.05), 0))
-    assert not sp.equals(make_split(df, PS, EvalParams(repeats=4, resplit=True, alpha=0.05), 1))
+        sp, make_split(df, PS, ev(4, True), 0))
+    assert not sp.equals(make_split(df, PS, ev(4, True), 1))
 
 
 def test_scene_split_on_single_sample_scenes_and_tiny_classes():
     df = samples((40, 30, 2))
     df["scene_id"] = [f"sc{i // 2}" for i in range(len(df))]  # two samples a scene
     df.loc[:9, "scene_id"] = [f"alone{i}" for i in range(10)]
-    sp = make_split(df, SplitParams(0.5, 4, 3, "scene"), EvalParams(2, True, 0.05), 3)
+    sp = make_split(df, SplitParams(0.5, 4, 3, "scene"), ev(2, True), 3)
     check_scenes_whole(sp, df, 4)
 
 
@@ -231,7 +237,7 @@ def test_too_few_scenes_for_the_folds():
 def test_few_scenes_keep_one_per_fold_outside_the_test_split(caplog):
     df = samples()
     df["scene_id"] = [f"sc{i % 12}" for i in range(len(df))]  # 12 equal scenes
-    sp = make_split(df, PS, EvalParams(3, True, 0.05), 0)
+    sp = make_split(df, PS, ev(3, True), 0)
     check_scenes_whole(sp, df, 8)
     # 8 scenes stay outside the test split: 4 of 12 test scenes, a share of 1/3, not 0.7
     assert np.allclose(sp.groupby("repeat").test.mean(), 4 / 12, atol=0.01)
@@ -297,7 +303,7 @@ def test_leakage_hand_built():
 
 def test_scene_split_leaks_no_scene_sample_split_does():
     df = planted_survey(240, n_scenes=96, shared_image_fraction=0.3, seed=0).samples
-    e = EvalParams(repeats=2, resplit=True, alpha=0.05)
+    e = ev(2, True)
     scene = leakage(df, make_split(df, PS, e, 0))
     none = leakage(df, make_split(df, P, e, 0))
     assert scene["units"] == none["units"] == 16
@@ -317,7 +323,8 @@ def test_stage_reads_split_and_eval(tmp_path):
     write_parquet(tmp_path / "samples.parquet", df)
     params = {"seed": 0,
               "split": {"test_size": 0.7, "folds": 8, "geometry_bins": 3, "group": "scene"},
-              "eval": {"repeats": 2, "resplit": False, "alpha": 0.05}}
+              "eval": {"repeats": 2, "resplit": False, "alpha": 0.05,
+                       "retrieval_queries": 2000}}
     args = argparse.Namespace(samples=str(tmp_path / "samples.parquet"),
                               out=str(tmp_path / "split.parquet"))
     stage.main(args, params)

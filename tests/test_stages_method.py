@@ -18,7 +18,7 @@ SCRIPTS = {"select": "select_masks"}  # stage name -> script (select.py would sh
 PARAMS = {
     "seed": 0,
     "split": {"test_size": 0.5, "folds": 3, "geometry_bins": 2, "group": "none"},
-    "eval": {"repeats": 2, "resplit": True, "alpha": 0.05},
+    "eval": {"repeats": 2, "resplit": True, "alpha": 0.05, "retrieval_queries": 2000},
     "geometry": {"features": ["area", "squareness"], "box_label": {"method": "kmeans", "k": 3}},
     "mi": {"n_neighbors": 3, "score": "eq5"},
     "sampling": {

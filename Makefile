@@ -32,7 +32,7 @@ repro: setup
 	dvc repro
 
 paper: setup
-	$(PY) -m tgmatl.paper $(PAPER_ARGS)
+	$(PY) -m tgmatl.embedding.paper $(PAPER_ARGS)
 
 test: setup
 	$(PY) -m pytest -q

@@ -1,4 +1,4 @@
-"""Calibration of tgmatl.stats.compare on simulated data sets: false positives and power.
+"""Calibration of tgmatl.evaluation.stats.compare on simulated data sets: false positives and power.
 
 Each simulated data set is a planted survey at the demo's size (240 samples, classes
 116/51/73, 64-dim embeddings), evaluated with the protocol's units: a stratified test split
@@ -23,7 +23,8 @@ LogisticRegressionCV costs ~0.4 s per fit on this machine, 100x too slow for 10^
 
 Metrics on the test samples: accuracy, box R² (uniform over the 2 features), class MAP@R of
 the 16-dim embedding (Euclidean, L2-normalised, query excluded), as per-sample terms
-(tgmatl.stats). Reported per ``resplit`` and metric: the rejection rate at alpha of each method
+(tgmatl.evaluation.stats). Reported per ``resplit`` and metric: the rejection rate at alpha of each
+method
 under the null (goal <= 0.07) and under the effect (power), with Wilson 95 % intervals.
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_calibration.py [--n-datasets 200]
@@ -53,7 +54,7 @@ from joblib import Parallel, delayed  # noqa: E402
 from scipy.stats import ortho_group  # noqa: E402
 from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit  # noqa: E402
 
-from tgmatl import stats  # noqa: E402
+from tgmatl.evaluation import stats  # noqa: E402
 from tgmatl.planted import planted_survey  # noqa: E402
 
 N, WEIGHTS, DIM, PROJ, PCS = 240, (116, 51, 73), 64, 32, 16

@@ -9,7 +9,8 @@ Every variant runs in its own subprocess (clean threading settings, its own peak
   timed twice: predict alone (inputs already in memory) and end to end (PNG -> vectors).
 - ``predict-1t``: the same predict with one inter-op thread (the extractor's setting), to separate
   the threading effect from the rest.
-- ``extract``: :func:`tgmatl.embed.extract`, end to end PNG -> Parquet (tf.data decode in
+- ``extract``: :func:`tgmatl.embedding.extraction.extract`, end to end PNG -> Parquet (tf.data
+  decode in
   parallel, prefetch, compiled ``tf.function`` with a fixed signature, streamed row groups).
 
 Each variant is warmed up on one batch first (tracing excluded), then timed on all N images.
@@ -62,8 +63,8 @@ def make_samples(folder: Path, n: int) -> None:
 
 
 def embedder_for(precision: str):
-    from tgmatl.backbones import load_embedder
     from tgmatl.config import BackboneParams
+    from tgmatl.embedding.backbones import load_embedder
     from tgmatl.params import parse_section
 
     raw = {
@@ -82,13 +83,13 @@ def variant(name: str, precision: str, samples: Path, batch: int, out: Path) -> 
     import numpy as np
 
     if name in ("extract", "predict-1t"):
-        from tgmatl.embed import configure_threads
+        from tgmatl.embedding.extraction import configure_threads
 
         configure_threads()
     import tensorflow as tf
 
-    from tgmatl.backbones import preprocessing as pre
-    from tgmatl.embed import extract, read_embeddings, read_views
+    from tgmatl.embedding.backbones import preprocessing as pre
+    from tgmatl.embedding.extraction import extract, read_embeddings, read_views
 
     embedder = embedder_for(precision)
     views = read_views(samples, "rgb")

@@ -12,7 +12,8 @@ as many times as needed. Three measurements, all in images/s:
   TensorFlow's pool);
 - **model**: the extractor's compiled inference on a batch already on the device(s) (no input
   copy), and on one device also with the batch on the host (a host-to-device copy per step);
-- **end to end**: :func:`tgmatl.embed.extract`, PNG -> Parquet, exactly as stage ``embed`` runs it
+- **end to end**: :func:`tgmatl.embedding.extraction.extract`, PNG -> Parquet, exactly as stage
+  ``embed`` runs it
   (several devices: ``MirroredStrategy``, the model built in its scope).
 
 For ViT-B/16 and ViT-S/14, fp32 and bf16 (``embed.precision``), and 1..n devices (n = visible
@@ -93,15 +94,15 @@ def make_tiles(folder: Path, n: int, seed: int = 0) -> list[str]:
 
 def views_of(tiles: list[str], n: int):
     """``n`` samples cycling over ``tiles`` (one view, rgb)."""
-    from tgmatl.embed import Views
+    from tgmatl.embedding.extraction import Views
 
     return Views([f"s{i:07d}" for i in range(n)], [[tiles[i % len(tiles)] for i in range(n)]],
                  [3], ["rgb"])
 
 
 def load(arch: Arch, precision: str, placement):
-    from tgmatl.backbones import load_embedder
     from tgmatl.config import BackboneParams
+    from tgmatl.embedding.backbones import load_embedder
     from tgmatl.params import parse_section
 
     raw = {"family": arch.family, "weights": "random", "image_size": arch.image_size,
@@ -131,8 +132,8 @@ def timed_rate(step: Callable[[], object], sync: Callable[[object], None], per_s
 
 def decode_rate(views, arch: Arch, batch: int, threads: int | None, seconds: float) -> float:
     """images/s of the extractor's tf.data pipeline alone (``threads`` None: its AUTOTUNE)."""
-    from tgmatl.backbones import get_family
-    from tgmatl.embed import make_dataset
+    from tgmatl.embedding.backbones import get_family
+    from tgmatl.embedding.extraction import make_dataset
 
     family = get_family(arch.family)
     ds = make_dataset(views, arch.image_size, "stretch", family.mean, family.std, batch,
@@ -152,7 +153,7 @@ def model_rates(embedder, placement, batch: int, seconds: float) -> tuple[float,
     the second only on one device."""
     import tensorflow as tf
 
-    from tgmatl.embed import make_infer, make_mirrored_infer
+    from tgmatl.embedding.extraction import make_infer, make_mirrored_infer
 
     size = embedder.image_size
     host = tf.random.uniform((batch, 1, size, size, 3), seed=1)
@@ -180,7 +181,7 @@ def model_rates(embedder, placement, batch: int, seconds: float) -> tuple[float,
 
 def end_to_end_rate(embedder, placement, tiles: list[str], images: int, batch: int,
                     out: Path) -> float:
-    from tgmatl.embed import extract
+    from tgmatl.embedding.extraction import extract
 
     warm = views_of(tiles, 2 * batch)  # traces and fills the pipeline's pools first
     extract(embedder, warm, out, "stretch", batch, 256, progress=False, placement=placement)
@@ -248,7 +249,7 @@ def main() -> None:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(cpu_devices)])
-    from tgmatl.embed import configure_threads, place, visible_gpus
+    from tgmatl.embedding.extraction import configure_threads, place, visible_gpus
 
     configure_threads()  # as stage embed does
     import keras

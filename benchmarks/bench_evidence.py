@@ -84,11 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="keep the run's files here")
     args = ap.parse_args(argv)
 
-    from tgmatl.mi import score_folds, write_scores
-    from tgmatl.report import run_report
-    from tgmatl.samples import read_samples
-    from tgmatl.selection import select_folds
-    from tgmatl.splitting import leakage, make_split
+    from tgmatl.evaluation.report import run_report
+    from tgmatl.method.mi import score_folds, write_scores
+    from tgmatl.method.selection import select_folds
+    from tgmatl.method.splitting import leakage, make_split
+    from tgmatl.survey.samples import read_samples
     from tgmatl.training import run_train_stage
 
     params = load_params(args.params)
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _mi_json(work: Path, samples: pd.DataFrame, geometry, mi, seed) -> Path:
     from tgmatl.io import write_json
-    from tgmatl.mi import table_one
+    from tgmatl.method.mi import table_one
 
     write_json(work / "mi.json", table_one(samples, geometry, mi, seed))
     return work / "mi.json"

@@ -1,4 +1,5 @@
-"""Task heads on demo-sized folds: the probes (tgmatl.heads) vs scikit-learn's defaults vs the
+"""Task heads on demo-sized folds: the probes (tgmatl.training.heads) vs scikit-learn's defaults vs
+the
 paper's Adam-trained heads, test accuracy, R² and seconds per fit.
 
 Data: planted surveys (:func:`tgmatl.planted.planted_survey`, 240 samples, 116/51/73, 64-d by
@@ -8,7 +9,8 @@ and the min-max normalised (area, squareness) of the box, as in the pipeline.
 
 Heads (``params.yaml`` heads.* for the grid, inner folds and the mlp settings):
 
-- **probe**: :class:`~tgmatl.heads.ProbeClassifier` / :class:`~tgmatl.heads.ProbeRegressor` on
+- **probe**: :class:`~tgmatl.training.heads.ProbeClassifier` /
+  :class:`~tgmatl.training.heads.ProbeRegressor` on
   the 63 training samples (the validation samples unused).
 - **probe +val**: the same on training + validation samples (72): a probe needs no early
   stopping, so it may learn from the fold's validation samples too.
@@ -44,10 +46,10 @@ from sklearn.model_selection import StratifiedKFold  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from tgmatl.config import HeadsParams  # noqa: E402
-from tgmatl.geometry import MinMax, box_features  # noqa: E402
-from tgmatl.heads import MAX_ITER, ProbeClassifier, ProbeRegressor  # noqa: E402
+from tgmatl.method.geometry import MinMax, box_features  # noqa: E402
 from tgmatl.params import load_params, read_section  # noqa: E402
 from tgmatl.planted import planted_survey  # noqa: E402
+from tgmatl.training.heads import MAX_ITER, ProbeClassifier, ProbeRegressor  # noqa: E402
 
 N_FOLDS = 8
 

@@ -36,7 +36,7 @@ def worker(loss: str, b: int, dim: int, repeats: int, jit: bool = False) -> dict
     import numpy as np
     import tensorflow as tf
 
-    from tgmatl.losses import triplet
+    from tgmatl.training.losses import triplet
 
     fns = {
         "batch_all": lambda e, y, z, m: triplet.batch_all_triplet_loss(e, y, 0.1),

@@ -98,9 +98,9 @@ def encoder_seconds(params: dict, backbone: str, n: int) -> float:
     """Seconds the stage's encoder takes for ``n`` images already in memory (batched as embed)."""
     import tensorflow as tf
 
-    from tgmatl.backbones import load_embedder
     from tgmatl.config import EmbedParams, backbone_section
-    from tgmatl.embed import configure_threads, make_infer
+    from tgmatl.embedding.backbones import load_embedder
+    from tgmatl.embedding.extraction import configure_threads, make_infer
     from tgmatl.params import read_section
 
     configure_threads()  # as the stage does

@@ -3,12 +3,13 @@
 For each survey, side by side in one run:
 
 - ``decode``: read every scene once through rasterio (the floor: no tiling, no writing);
-- ``tile``: :func:`tgmatl.tiling.tile_survey` (annotations, windows, tile PNGs, Parquet);
-- ``isolate tile`` / ``isolate recentre``: :func:`tgmatl.isolate.isolate_samples` per policy.
+- ``tile``: :func:`tgmatl.survey.tiling.tile_survey` (annotations, windows, tile PNGs, Parquet);
+- ``isolate tile`` / ``isolate recentre``: :func:`tgmatl.survey.isolate.isolate_samples` per policy.
 
 Rates are tiles (or samples) per second of wall time; ``x decode`` is a stage's time over the
 decode floor. Params come from ``params.yaml`` (``tile``, ``isolate``; ``data.format`` per
-survey). The demo survey is generated with ``tgmatl.demo.generate_survey`` (``demo`` params and
+survey). The demo survey is generated with ``tgmatl.survey.demo.generate_survey`` (``demo`` params
+and
 ``seed``) into a temporary folder; HIT-UAV is read from ``../shared`` and skipped when absent.
 
     .venv/bin/python benchmarks/bench_tiling.py [--params params.yaml] [--keep DIR]
@@ -24,12 +25,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from tgmatl.annotations import read_survey
 from tgmatl.config import DataParams, DemoParams, IsolateParams, TileParams
-from tgmatl.isolate import isolate_samples
 from tgmatl.params import load_params, read_section, read_seed
-from tgmatl.raster import SceneReader
-from tgmatl.tiling import tile_survey
+from tgmatl.survey.annotations import read_survey
+from tgmatl.survey.isolate import isolate_samples
+from tgmatl.survey.raster import SceneReader
+from tgmatl.survey.tiling import tile_survey
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -37,12 +38,12 @@ SHARED = REPO.parent / "shared"
 
 def demo_survey(params: dict, out: Path) -> Path:
     try:
-        from tgmatl.demo import generate_survey
+        from tgmatl.survey.demo import generate_survey
     except ImportError:  # the demo area is not there yet: the fixture builder stands in, said so
         sys.path.insert(0, str(REPO / "tests"))
         from fixtures_data import synthetic_survey
 
-        print("tgmatl.demo not importable: using tests/fixtures_data.synthetic_survey")
+        print("tgmatl.survey.demo not importable: using tests/fixtures_data.synthetic_survey")
         return synthetic_survey(out)
     generate_survey(read_section(DemoParams, params, "demo"), read_seed(params), out)
     return out

@@ -77,7 +77,7 @@ METRICS = ("accuracy", "r2", "class_map_at_r", "box_map_at_r")
 def synthetic_inputs(seed: int, dim: int = 64, folds: int = 8) -> SetupInputs:
     """240 samples (116 / 51 / 73), classes and box features partly visible in the embedding;
     one repeat: units (0, fold)."""
-    from tgmatl.selection import select_mask
+    from tgmatl.method.selection import select_mask
 
     rng = np.random.default_rng(seed)
     cls = np.repeat([0, 1, 2], [116, 51, 73])
@@ -166,8 +166,8 @@ def authors_style_unit(inputs: SetupInputs, setup: str, unit: Unit, train: Train
     """Keras fit, fixed epochs, ModelCheckpoint on val_loss; returns (z of all samples, cost)."""
     import keras
 
-    from tgmatl import models
-    from tgmatl.losses import loss_for_setup, pack_targets
+    from tgmatl.training import models
+    from tgmatl.training.losses import loss_for_setup, pack_targets
 
     t = inputs.units[unit]
     tr, va, _ = fold_roles(inputs, unit)

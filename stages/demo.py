@@ -4,8 +4,8 @@ from pathlib import Path
 
 from tgmatl import cli
 from tgmatl.config import DemoParams
-from tgmatl.demo import generate_survey
 from tgmatl.params import read_section, read_seed
+from tgmatl.survey.demo import generate_survey
 
 
 def main(args, params):

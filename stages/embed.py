@@ -15,10 +15,10 @@ def main(args, params):
         from tgmatl.tfsetup import start_tensorflow
 
         start_tensorflow()  # first TensorFlow import: quiet where no GPU is expected
-        from tgmatl.embed import configure_threads
+        from tgmatl.embedding.extraction import configure_threads
 
         configure_threads()  # before TensorFlow's runtime starts
-    from tgmatl.embed import embed_samples
+    from tgmatl.embedding.extraction import embed_samples
 
     embed_samples(args.samples, args.out, args.backbone, backbone, embed, read_seed(params))
 

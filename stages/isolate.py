@@ -2,8 +2,8 @@
 
 from tgmatl import cli
 from tgmatl.config import IsolateParams
-from tgmatl.isolate import isolate_samples
 from tgmatl.params import read_section
+from tgmatl.survey.isolate import isolate_samples
 
 
 def main(args, params):

@@ -6,10 +6,10 @@ import pandas as pd
 from tgmatl import cli
 from tgmatl.config import SETUPS, EmbedParams, EvalParams, TrainParams
 from tgmatl.errors import InputError
+from tgmatl.evaluation.report import run_report
+from tgmatl.method.splitting import leakage
 from tgmatl.params import read_section
-from tgmatl.report import run_report
-from tgmatl.samples import read_samples
-from tgmatl.splitting import leakage
+from tgmatl.survey.samples import read_samples
 
 
 def main(args, params):

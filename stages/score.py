@@ -6,9 +6,9 @@ from tgmatl import cli
 from tgmatl.config import GeometryParams, MIParams
 from tgmatl.errors import InputError
 from tgmatl.io import write_json
-from tgmatl.mi import score_folds, table_one, write_scores
+from tgmatl.method.mi import score_folds, table_one, write_scores
 from tgmatl.params import read_section, read_seed
-from tgmatl.samples import read_samples
+from tgmatl.survey.samples import read_samples
 
 
 def main(args, params):

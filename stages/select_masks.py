@@ -6,8 +6,8 @@ from tgmatl import cli
 from tgmatl.config import SamplingParams
 from tgmatl.errors import InputError
 from tgmatl.io import write_parquet
+from tgmatl.method.selection import select_folds
 from tgmatl.params import read_section, read_seed
-from tgmatl.selection import select_folds
 
 
 def main(args, params):

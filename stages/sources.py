@@ -10,7 +10,7 @@ from tgmatl.params import read_section
 
 
 def main(args, params):
-    from tgmatl.precomputed import write_sources
+    from tgmatl.embedding.precomputed import write_sources
 
     embed = read_section(EmbedParams, params, "embed")
     backbones = {name: backbone_section(params, name) for name in embed.backbones}

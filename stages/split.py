@@ -3,9 +3,9 @@
 from tgmatl import cli
 from tgmatl.config import EvalParams, SplitParams
 from tgmatl.io import write_parquet
+from tgmatl.method.splitting import make_split
 from tgmatl.params import read_section, read_seed
-from tgmatl.samples import read_samples
-from tgmatl.splitting import make_split
+from tgmatl.survey.samples import read_samples
 
 
 def main(args, params):

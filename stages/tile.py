@@ -3,7 +3,7 @@
 from tgmatl import cli
 from tgmatl.config import DataParams, TileParams
 from tgmatl.params import read_section
-from tgmatl.tiling import tile_survey
+from tgmatl.survey.tiling import tile_survey
 
 
 def main(args, params):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tgmatl.paper import hydra_value
+from tgmatl.embedding.paper import hydra_value
 
 apply_overrides = pytest.importorskip("dvc.utils.hydra").apply_overrides
 

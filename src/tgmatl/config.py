@@ -123,8 +123,9 @@ ENCODER_KEYS: tuple[str, ...] = ("image_size", "pooling", "projected", "random")
 
 @dataclass(frozen=True)
 class BackboneParams:
-    """One backbone (``backbones.<name>``): a frozen image encoder (``tgmatl.backbones``), or with
-    ``family: precomputed`` a file of stored embeddings (``tgmatl.precomputed``).
+    """One backbone (``backbones.<name>``): a frozen image encoder
+    (``tgmatl.embedding.backbones``), or with
+    ``family: precomputed`` a file of stored embeddings (``tgmatl.embedding.precomputed``).
 
     An encoder needs every key. A precomputed backbone has ``family`` and ``weights`` (the
     ``.npy`` / ``.parquet`` file) only: the encoder keys (:data:`ENCODER_KEYS`) must be left out
@@ -196,7 +197,8 @@ class EmbedParams:
     bands: Literal["rgb", "thermal", "rgb+thermal"] = spec()
     resize: Literal["stretch", "crop", "pad"] = spec()
     row_group_size: int = spec(ge=1)
-    # Where the encoder runs (tgmatl.embed.resolve_devices): auto (every visible GPU, else the
+    # Where the encoder runs (tgmatl.embedding.extraction.resolve_devices): auto (every visible
+    # GPU, else the
     # CPU) | cpu | all (every visible GPU) | a GPU count. Not a DVC dependency: it changes how
     # fast, not what (several GPUs give the one-GPU embeddings to 1e-5).
     devices: Literal["auto", "cpu", "all"] | int = spec(ge=1)
@@ -264,7 +266,7 @@ class GeometryParams:
 class MIParams:
     """``n_neighbors``: k of the k-NN MI estimator. ``score``: the relevance TG-MATL ranks by,
     ``eq5`` (the paper's ``Σ_k I_k·x̃_ik``) | ``pointwise`` (each training sample's own k-NN MI
-    term between its joint geometry and its class); see :mod:`tgmatl.mi`."""
+    term between its joint geometry and its class); see :mod:`tgmatl.method.mi`."""
 
     n_neighbors: int = spec(ge=1)
     score: Literal["eq5", "pointwise"] = spec()
@@ -272,7 +274,7 @@ class MIParams:
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """Task-guided selection (METHOD.md Eqs. 6-13, :mod:`tgmatl.selection`).
+    """Task-guided selection (METHOD.md Eqs. 6-13, :mod:`tgmatl.method.selection`).
 
     ``top_pct`` in (0, 1], ``random_pct`` in [0, 1]. ``top_pct + random_pct > 1`` is allowed: the
     random part is capped by what is left of each class (``n_rand <= |R_c|``), so every sample of

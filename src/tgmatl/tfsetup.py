@@ -12,7 +12,8 @@ The TensorFlow wheel looks for CUDA on every start. On a CPU-only machine it pri
 (:func:`gpu_expected`: an NVIDIA device node ``/dev/nvidia<N>`` exists and ``CUDA_VISIBLE_DEVICES``
 does not hide every device). Where none is, it imports TensorFlow and lets it probe its devices
 with the process's stderr (file descriptor 2) going to a buffer, then writes the buffer back
-without the lines above (:data:`CPU_NOISE`); everything else comes through. Where a GPU is
+without the lines above (:data:`CPU_NOISE`, which also holds the ``oneDNN custom operations are
+on`` notice of CPUs where TensorFlow turns oneDNN on); everything else comes through. Where a GPU is
 expected nothing is filtered, so a real CUDA error (a driver that does not load, cuInit failing
 on a GPU machine) is printed as TensorFlow wrote it.
 """
@@ -36,6 +37,9 @@ CPU_NOISE = (
     "Unable to register cuFFT factory",
     "Unable to register cuBLAS factory",
     "TF-TRT Warning: Could not find TensorRT",
+    # on CPUs where TensorFlow turns oneDNN on (AVX-512, ...), once per loaded library; it
+    # describes last-bit differences between CPU kinds, which the README states instead
+    "oneDNN custom operations are on",
 )
 
 

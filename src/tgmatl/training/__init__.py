@@ -1,5 +1,16 @@
-"""Training: the projection head and task heads of every setup, fold by fold.
+"""Training: the projection head and task heads of every setup, unit by unit (stages ``train``,
+``train_tg``).
 
+Takes one backbone's ``data/embeddings/<name>.parquet``, ``data/split.parquet``,
+``data/scores.parquet``, ``samples.parquet`` and, for TG-MATL, ``data/masks.parquet``. Gives
+``results/<backbone>/{train,tg}/<setup>.json`` (per-unit test metrics, curves, environment) with
+``<setup>.predictions.parquet`` and ``<setup>.test_embeddings.parquet``, and the projections under
+``models/<backbone>/``.
+
+- :mod:`~tgmatl.training.losses`: triplet losses as small pieces (distances, miners, reducers,
+  weighting) with thin Keras wrappers.
+- :mod:`~tgmatl.training.models`: the projection head and the paper's MLP task heads.
+- :mod:`~tgmatl.training.heads`: the probe task heads (regularised linear models).
 - :mod:`~tgmatl.training.schedule`: seeds, class-balanced / shuffled batch plans.
 - :mod:`~tgmatl.training.loop`: :class:`CompiledFit`, a whole training run in one graph call.
 - :mod:`~tgmatl.training.combiners`: multi-task combiners of :class:`CompiledFit` (fixed weights,

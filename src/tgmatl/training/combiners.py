@@ -1,7 +1,7 @@
 """How :class:`~tgmatl.training.loop.CompiledFit` turns a vector of task losses into one objective.
 
 A multi-task loss function returns the [T] task losses of a batch (e.g. ``(L_cls, L_box)`` from
-:func:`tgmatl.losses.matl_task_losses`); a combiner owns the task weights and their state:
+:func:`tgmatl.training.losses.matl_task_losses`); a combiner owns the task weights and their state:
 
 - :class:`FixedWeights`: ``Σ w_t L_t`` with constant weights (MATL: ``(1 - λ, λ)``);
 - :class:`UncertaintyWeighting`: ``Σ exp(-s_t) L_t + s_t`` with log-variances ``s_t`` trained by
@@ -9,7 +9,8 @@ A multi-task loss function returns the [T] task losses of a batch (e.g. ``(L_cls
 - :class:`GradNorm`: ``Σ w_t L_t`` with ``w`` moved after every step from the task gradient norms
   on the projection's last Dense kernel.
 
-The formulas and the reasons for their forms are in :mod:`tgmatl.losses.weighting`. Variables are
+The formulas and the reasons for their forms are in :mod:`tgmatl.training.losses.weighting`.
+Variables are
 created by :meth:`build` (called by ``CompiledFit``), reset at the start of every ``fit`` and
 snapshotted / restored with the model's weights, so the reported weights belong to the restored
 (best) epoch. ``eval_weights`` turn the task losses into the validation number when the loop is
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from tgmatl.losses.weighting import (
+from tgmatl.training.losses.weighting import (
     UW_LOG_VAR_BOUNDS,
     gradnorm_update,
     uncertainty_weighted_loss,
@@ -163,7 +164,8 @@ class UncertaintyWeighting(Combiner):
 
 class GradNorm(Combiner):
     """GradNorm weights ``w`` (sum ``T``), updated after every step by
-    :func:`~tgmatl.losses.weighting.gradnorm_update` with the norms of the task gradients on
+    :func:`~tgmatl.training.losses.weighting.gradnorm_update` with the norms of the task gradients
+    on
     the kernel of ``layer`` (default: the model's last ``Dense`` layer). ``L_t(0)`` is the first
     step's loss of the fit (for a task at 0 then: its first positive loss)."""
 

@@ -86,7 +86,7 @@ def projection_trainer(setup: str, input_dim: int, n_targets: int, train: TrainP
                        sampling: SamplingParams | None) -> CompiledFit:
     """The projection head and its compiled loop for a setup (built and traced once a process:
     every unit, and every backbone of the same width, reuses it)."""
-    from tgmatl import models
+    from tgmatl.training import models
 
     spec = get_setup(setup)
     model = models.projection_head(input_dim, train.projection)
@@ -101,7 +101,7 @@ def head_trainer(kind: str, input_dim: int, outputs: int, hidden: int, lr: float
     compiled loop, cached like :func:`projection_trainer` (``heads.kind: mlp``)."""
     import tensorflow as tf
 
-    from tgmatl import models
+    from tgmatl.training import models
 
     if kind == "classifier":
         def loss(y, w, logits):
@@ -122,8 +122,8 @@ def head_trainer(kind: str, input_dim: int, outputs: int, hidden: int, lr: float
 def probe_heads(z: np.ndarray, t: FoldTable, tr: np.ndarray, te: np.ndarray, heads: HeadsParams,
                 seed: int) -> HeadsRun:
     """``heads.kind: probe``: scikit-learn logistic and ridge regression on the unit's training
-    samples (standardised there), L2 strength chosen by inner CV (:mod:`tgmatl.heads`)."""
-    from tgmatl.heads import ProbeClassifier, ProbeRegressor
+    samples (standardised there), L2 strength chosen by inner CV (:mod:`tgmatl.training.heads`)."""
+    from tgmatl.training.heads import ProbeClassifier, ProbeRegressor
 
     clf = ProbeClassifier(heads.l2_grid, heads.inner_folds, seed).fit(z[tr], t.class_id[tr])
     reg = ProbeRegressor(heads.l2_grid).fit(z[tr], t.features[tr])
@@ -139,7 +139,7 @@ def mlp_heads(z: np.ndarray, t: FoldTable, tr: np.ndarray, va: np.ndarray, te: n
               heads: HeadsParams, n_classes: int, seed: int, unit: Unit) -> HeadsRun:
     """``heads.kind: mlp``: the paper's heads, Adam-trained, early-stopped on the validation
     samples (the classifier starts at the class prior, the regressor at the training mean)."""
-    from tgmatl import models
+    from tgmatl.training import models
 
     cls_fit = head_trainer("classifier", z.shape[1], n_classes, heads.hidden, heads.lr)
     reg_fit = head_trainer("regressor", z.shape[1], t.features.shape[1], heads.hidden, heads.lr)
@@ -194,7 +194,7 @@ class SetupTrainer:
             if t.mask is None:
                 raise InputError(f"{self.setup} with sampling.scope=dataset needs the masks file")
             return t.mask[tr][batches].astype(np.float32)
-        from tgmatl.selection import derive_seed, select_mask
+        from tgmatl.method.selection import derive_seed, select_mask
 
         scores, cls = t.score[tr], t.class_id[tr]
         out = np.empty(batches.shape, np.float32)
@@ -213,7 +213,7 @@ class SetupTrainer:
         keeps the one whose validation embedding retrieves best (mean of class and box MAP@R,
         same-image references excluded; ties: the earlier variant).
         """
-        from tgmatl import models
+        from tgmatl.training import models
 
         t = inputs.units[unit]
         tr, va, _ = fold_roles(inputs, unit)
@@ -252,7 +252,7 @@ class SetupTrainer:
     def _queries(self, n: int, seed: int, unit: Unit, purpose: str) -> np.ndarray | None:
         """The unit's retrieval queries among ``n`` samples (``None``: all); the same for every
         setup, so the setups' retrieval metrics stay paired."""
-        from tgmatl.evaluation import query_sample
+        from tgmatl.evaluation.metrics import query_sample
 
         if self.retrieval_queries is None:
             return None
@@ -261,7 +261,7 @@ class SetupTrainer:
     def _validation_retrieval(self, inputs: SetupInputs, t: FoldTable, va: np.ndarray,
                               z: np.ndarray, seed: int, unit: Unit) -> float | None:
         """Mean of class and box MAP@R among the validation samples (``None``: no query)."""
-        from tgmatl import evaluation
+        from tgmatl.evaluation import metrics as evaluation
 
         groups = inputs.image[va] if inputs.image is not None else None
         found = evaluation.retrieve(z[va], [t.class_id[va], t.box_label[va]], groups,
@@ -276,7 +276,8 @@ class SetupTrainer:
         """Fit the unit's heads on the embeddings ``z`` (all samples, frozen) and compute the
         test metrics. Retrieval uses ``z`` as is when a projection made it, else
         L2-normalised; a query's own image is never among its references."""
-        from tgmatl import evaluation, stats
+        from tgmatl.evaluation import metrics as evaluation
+        from tgmatl.evaluation import stats
 
         t = inputs.units[unit]
         tr, va, te = fold_roles(inputs, unit)
@@ -304,7 +305,8 @@ class SetupTrainer:
             "class_pred": np.asarray(heads.class_pred, np.int32),
             "class_ap": cls_r.ap, "class_hit": cls_r.hit,
             "box_ap": box_r.ap, "box_hit": box_r.hit,
-            # jackknife terms: MAP@R's per-sample terms for the paired tests (tgmatl.stats)
+            # jackknife terms: MAP@R's per-sample terms for the paired tests
+            # (tgmatl.evaluation.stats)
             "class_map_term": stats.jackknife_map_terms(cls_r),
             "box_map_term": stats.jackknife_map_terms(box_r),
         })

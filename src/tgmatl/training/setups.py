@@ -76,14 +76,14 @@ class Setup:
 
 def _keras(loss) -> LossFn:
     """A ``keras_losses`` wrapper (y_true: class, box, mask, features) as ``fn(y, w, pred)``."""
-    from tgmatl.losses import insert_mask
+    from tgmatl.training.losses import insert_mask
 
     return lambda y, w, pred: loss(insert_mask(y, w), pred)
 
 
 def _paper_loss(name: str) -> Callable[[TrainParams, SamplingParams | None], LossFn]:
     def make(train: TrainParams, sampling: SamplingParams | None) -> LossFn:
-        from tgmatl.losses import loss_for_setup
+        from tgmatl.training.losses import loss_for_setup
 
         # sampling None: TG-MATL's validation form, the un-masked MATL loss
         if name == "tg_matl" and sampling is None:
@@ -94,25 +94,25 @@ def _paper_loss(name: str) -> Callable[[TrainParams, SamplingParams | None], Los
 
 
 def _cmatl_loss(train: TrainParams, sampling: SamplingParams | None) -> LossFn:
-    from tgmatl.losses import CMATLLoss
+    from tgmatl.training.losses import CMATLLoss
 
     return _keras(CMATLLoss(train.margin, train.box_weight))
 
 
 def _matl_tasks(train: TrainParams, sampling: SamplingParams | None) -> LossFn:
-    from tgmatl.losses import matl_task_losses
+    from tgmatl.training.losses import matl_task_losses
 
     return lambda y, w, pred: matl_task_losses(pred, y[:, 0], y[:, 1], train.margin)
 
 
 def _class_hinge(train: TrainParams) -> LossFn:
-    from tgmatl.losses import hinge_all_triplet_loss
+    from tgmatl.training.losses import hinge_all_triplet_loss
 
     return lambda y, w, pred: hinge_all_triplet_loss(pred, y[:, 0], train.margin)
 
 
 def _matl_hinge(train: TrainParams) -> LossFn:
-    from tgmatl.losses import matl_hinge_all
+    from tgmatl.training.losses import matl_hinge_all
 
     return lambda y, w, pred: matl_hinge_all(pred, y[:, 0], y[:, 1], train.margin,
                                              train.box_weight)
@@ -121,7 +121,7 @@ def _matl_hinge(train: TrainParams) -> LossFn:
 def _cmatl_criterion(train: TrainParams) -> LossFn:
     """``(1 - λ)·hinge_all(class) + λ·L_geo``: the log-ratio term has no satisfied/violated
     split, so its plain mean over all validation triplets is already the right criterion."""
-    from tgmatl.losses import hinge_all_triplet_loss, log_ratio_loss
+    from tgmatl.training.losses import hinge_all_triplet_loss, log_ratio_loss
 
     lam = train.box_weight
     return lambda y, w, pred: ((1.0 - lam) * hinge_all_triplet_loss(pred, y[:, 0], train.margin)

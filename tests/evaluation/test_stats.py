@@ -1,0 +1,175 @@
+"""Paired comparisons over units (tgmatl.evaluation.stats): hand-computed cases, terms, Holm,
+calibration."""
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from sklearn.metrics import r2_score
+
+from tgmatl.evaluation import stats
+from tgmatl.evaluation.metrics import retrieval_metrics
+
+
+def three_units():
+    """One repeat, 3 folds over a pool of 3 (p0 p1 p2; each unit trains on 2), shared test
+    samples s0 s1 s2. d[u, i] = a_u + b_i with a = (0, .5, 1), b = (0, 1, -1)."""
+    d = [np.array([0.0, 1.0, -1.0]), np.array([0.5, 1.5, -0.5]), np.array([1.0, 2.0, 0.0])]
+    test = np.array(["s0", "s1", "s2"])
+    trains = (["p1", "p2"], ["p0", "p2"], ["p0", "p1"])
+    return d, [stats.Unit(0, test, np.array(t)) for t in trains]
+
+
+def test_three_units_by_hand():
+    d, units = three_units()
+    # unit means D = (0, .5, 1): diff = .5; S² = ((-.5)² + 0 + .5²) / 2 = .25
+    naive = stats.compare(d, units, method="naive")
+    # var = S² / J = 1/12, df 2, t = .5 / sqrt(1/12) = sqrt(3); with 2 df the two-sided
+    # p-value is 1 - t / sqrt(t² + 2) = 1 - sqrt(3/5)
+    assert naive.diff == pytest.approx(0.5)
+    assert naive.se == pytest.approx(np.sqrt(1 / 12))
+    assert naive.df == 2 and naive.n_units == 3
+    assert naive.p_value == pytest.approx(1 - np.sqrt(3 / 5))
+    half = sps.t.ppf(0.975, 2) * np.sqrt(1 / 12)
+    assert (naive.ci_low, naive.ci_high) == pytest.approx((0.5 - half, 0.5 + half))
+
+    # Nadeau-Bengio: n_test 3, n_train 2: var = (1/3 + 3/2) S² = 11/24; t = sqrt(6/11),
+    # p = 1 - sqrt(6/11) / sqrt(6/11 + 2) = 1 - sqrt(3/14)
+    nb = stats.compare(d, units, method="nadeau_bengio")
+    assert nb.se == pytest.approx(np.sqrt(11 / 24))
+    assert nb.p_value == pytest.approx(1 - np.sqrt(3 / 14))
+
+    # decomposed, test part: per-sample means e = (.5, 1.5, -.5), weights W = 1/3 each;
+    #   V_test = n/(n-1) sum W² (e - diff)² = 3/2 * 1/9 * (0 + 1 + 1) = 1/3
+    # train part: fold spread S² = .25; flips = sum_i var_u(d[:, i]) / n² = 3 * .25 / 9 = 1/12;
+    #   S_c = .25 - 1/12 = 1/6; s_h² = S_c m² k / n_p = 1/6 * 4 * 3 / 3 = 2/3;
+    #   v_j = 2 units / (J m) = 2 / 6 = 1/3, sum v² = 1/3; V_train = 2/9
+    # var = 1/3 + 2/9 = 5/9; df = (5/9)² / ((1/3)²/2 + (2/9)²/2) = 50/13
+    dec = stats.compare(d, units)
+    assert dec.method == "decomposed"
+    assert dec.var_test == pytest.approx(1 / 3)
+    assert dec.var_train == pytest.approx(2 / 9)
+    assert dec.se == pytest.approx(np.sqrt(5 / 9))
+    assert dec.df == pytest.approx(50 / 13)
+    t = 0.5 / np.sqrt(5 / 9)
+    assert dec.p_value == pytest.approx(2 * sps.t.sf(t, 50 / 13))
+    half = sps.t.ppf(0.975, 50 / 13) * np.sqrt(5 / 9)
+    assert (dec.ci_low, dec.ci_high) == pytest.approx((0.5 - half, 0.5 + half))
+    # alpha widens / narrows the interval
+    assert stats.compare(d, units, alpha=0.2).ci_high < dec.ci_high
+
+
+def test_unit_order_and_sample_order_do_not_matter():
+    d, units = three_units()
+    ref = stats.compare(d, units)
+    perm = np.array([2, 0, 1])
+    shuffled = [stats.Unit(u.repeat, u.test_ids[perm], u.train_ids) for u in units]
+    again = stats.compare([x[perm] for x in d][::-1], shuffled[::-1])
+    assert again.se == pytest.approx(ref.se) and again.diff == pytest.approx(ref.diff)
+
+
+def test_degenerate_cases():
+    d, units = three_units()
+    zero = stats.compare([np.zeros(3)] * 3, units)
+    assert (zero.diff, zero.ci_low, zero.ci_high, zero.p_value) == (0.0, 0.0, 0.0, 1.0)
+    const = stats.compare([np.full(3, 0.2)] * 3, units, method="naive")
+    assert const.p_value == 0.0 and const.ci_low == const.ci_high == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="units: need at least 2 units"):
+        stats.compare(d[:1], units[:1])
+    with pytest.raises(ValueError, match=r"diffs\[1\]: shape"):
+        stats.compare([d[0], d[1][:2], d[2]], units)
+    other = [units[0], units[1], stats.Unit(0, np.array(["s0", "s1", "s9"]), units[2].train_ids)]
+    with pytest.raises(ValueError, match="another test split"):
+        stats.compare(d, other)
+    with pytest.raises(ValueError, match="method: unknown"):
+        stats.compare(d, units, method="wilcoxon")
+    with pytest.raises(ValueError, match="alpha"):
+        stats.compare(d, units, alpha=1.5)
+
+
+def test_nan_terms_are_left_out():
+    d, units = three_units()
+    d2 = [np.append(x, np.nan) for x in d]
+    units2 = [stats.Unit(0, np.append(u.test_ids, "s3"), u.train_ids) for u in units]
+    a, b = stats.compare(d, units), stats.compare(d2, units2)
+    assert (a.diff, a.se) == pytest.approx((b.diff, b.se))
+
+
+def test_holm_hand_example():
+    # sorted: .005*4 = .02, .01*3 = .03, .03*2 = .06, .04*1 = .04 -> monotone: .06
+    adj = stats.holm([0.01, 0.04, 0.03, 0.005])
+    assert adj == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert stats.holm([]).shape == (0,)
+    with pytest.raises(ValueError, match="pvalues"):
+        stats.holm([0.1, 1.2])
+
+
+def test_r2_terms_match_r2_score_differences_exactly():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=(30, 2)) * [1.0, 3.0]
+    pa = truth + rng.normal(scale=0.5, size=truth.shape)
+    pb = truth + rng.normal(scale=0.8, size=truth.shape)
+    ua, ub = stats.r2_terms(truth, pa), stats.r2_terms(truth, pb)
+    assert ua.mean() == pytest.approx(r2_score(truth, pa), abs=1e-12)
+    assert (ua - ub).mean() == pytest.approx(r2_score(truth, pa) - r2_score(truth, pb), abs=1e-12)
+    # c_i = -(n/K) sum_k (se_A,ik - se_B,ik) / SST_k
+    sst = ((truth - truth.mean(axis=0)) ** 2).sum(axis=0)
+    c = -(30 / 2) * (((truth - pa) ** 2 - (truth - pb) ** 2) / sst).sum(axis=1)
+    assert np.allclose(ua - ub, c)
+    with pytest.raises(ValueError, match="constant"):
+        stats.r2_terms(np.ones((4, 1)), np.zeros((4, 1)))
+
+
+def test_accuracy_terms():
+    assert stats.accuracy_terms(np.array([0, 1, 2]), np.array([0, 2, 2])).tolist() == [1, 0, 1]
+    with pytest.raises(ValueError, match="y_pred"):
+        stats.accuracy_terms(np.array([0, 1]), np.array([0]))
+
+
+def test_map_terms_mean_and_jackknife_variance():
+    rng = np.random.default_rng(1)
+    emb = rng.normal(size=(12, 3))
+    labels = np.repeat([0, 1, 2], 4)
+    t = stats.map_at_r_terms(emb, labels)
+    full = retrieval_metrics(emb, labels)["map_at_r"]
+    assert t.mean() == pytest.approx(full)
+    # var(t)/n is the jackknife variance (n-1)/n sum_j (MAP_(-j) - mean)², by brute force
+    loo = np.array([retrieval_metrics(np.delete(emb, j, 0), np.delete(labels, j))["map_at_r"]
+                    for j in range(12)])
+    assert t.var(ddof=1) / 12 == pytest.approx(11 / 12 * np.sum((loo - loo.mean()) ** 2))
+    # no sample shares its label: MAP@R undefined, no terms (NaN: left out by compare)
+    assert np.isnan(stats.map_at_r_terms(emb[:3], np.arange(3))).all()
+
+
+def _simulated_pvalues(n_sets: int, resplit: bool, seed: int) -> dict[str, np.ndarray]:
+    """Null data sets from the first-order model the module doc describes: a test sample adds
+    b_i, a training sample h_j / m, a (unit, sample) flips e_ui, a unit a shift; all mean 0."""
+    rng = np.random.default_rng(seed)
+    n, n_test, k, repeats = 240, 168, 8, 5
+    out = {m: [] for m in ("decomposed", "naive")}
+    for _ in range(n_sets):
+        b = rng.normal(scale=0.4, size=n)
+        h = rng.normal(scale=0.15, size=n)
+        diffs, units = [], []
+        for r in range(repeats):
+            if r == 0 or resplit:
+                perm = rng.permutation(n)
+                test, pool = perm[:n_test], perm[n_test:]
+            folds = np.array_split(rng.permutation(pool), k)
+            for f in range(k):
+                train = np.concatenate([folds[g] for g in range(k) if g != f])
+                shift = h[train].mean() + rng.normal(scale=0.01)
+                diffs.append(b[test] + shift + rng.normal(scale=0.3, size=n_test))
+                units.append(stats.Unit(r, test, train))
+        for m in out:
+            out[m].append(stats.compare(diffs, units, method=m).p_value)
+    return {m: np.array(v) for m, v in out.items()}
+
+
+@pytest.mark.parametrize("resplit", [True, False])
+def test_false_positive_rate_on_simulated_nulls(resplit):
+    p = _simulated_pvalues(200, resplit, seed=7 if resplit else 8)
+    fpr = {m: float(np.mean(v <= 0.05)) for m, v in p.items()}
+    # 200 sets: a true 5 % rate lands in [0.02, 0.08] with ~95 % probability
+    assert 0.01 <= fpr["decomposed"] <= 0.08, fpr
+    assert fpr["naive"] >= 0.3, fpr  # the units' spread alone misses the shared samples

@@ -29,7 +29,7 @@ TRAIN = TrainParams(
     setups=("wtl", "cltl", "cltl_hard", "matl"), box_weight_grid=(0.25, 0.75), uw_lr=0.01,
     projection=(32, 8), lr=1e-3, batch_size=16, margin=0.1, box_weight=0.5,
     epochs=25, patience=5, min_delta=0.0, val_criterion="loss", gradnorm_alpha=1.5,
-    gradnorm_lr=0.01)
+    gradnorm_lr=0.01, twins=1, unit_chunk_mb=256.0)
 HEADS = HeadsParams(kind="mlp", l2_grid=(0.1, 1.0, 10.0), inner_folds=3, hidden=0, lr=1e-2,
                     batch_size=16, epochs=60, patience=10)
 SAMPLING = SamplingParams(top_pct=0.3, random_pct=0.2, random="random", scope="dataset",
@@ -343,15 +343,16 @@ def test_every_registered_setup_trains_on_a_unit(inputs):
 def test_hinge_all_criterion_is_the_default_validation(inputs):
     hinge = dataclasses.replace(TRAIN, val_criterion="hinge_all")
     _, runs = train_setup(inputs, "cltl_hard", hinge, HEADS, None, seed=0, progress=False)
-    from tgmatl.training.folds import projection_trainer
+    from tgmatl.training.folds import projection_model
     from tgmatl.training.losses import hinge_all_triplet_loss
 
-    r = runs[-1]  # the cached model holds the last unit's restored (best) weights
+    r = runs[-1]
     t = inputs.units[r.unit]
     va = t.role == "val"
     # the restored epoch's validation value is the hinge over all validation triplets
-    fit = projection_trainer("cltl_hard", inputs.x.shape[1], 4, hinge, None)
-    zv = fit.predict(inputs.x[va])
+    model = projection_model(inputs.x.shape[1], TRAIN.projection)
+    model.set_weights(r.weights)
+    zv = model.predict(inputs.x[va], verbose=0)
     want = float(hinge_all_triplet_loss(zv, t.class_id[va], TRAIN.margin))
     assert r.projection.best_val_loss == pytest.approx(want, rel=1e-4)
 

@@ -260,10 +260,11 @@ def _run_stage(fake, out_dir: Path, setups=("tg_matl",)):
 
 
 def test_stage_outputs_and_determinism(fake, tmp_path):
-    from tgmatl.training.folds import head_trainer, projection_trainer
+    from tgmatl.training.folds import batched_trainer, head_trainer, projection_trainer
 
     _run_stage(fake, tmp_path / "a")
-    projection_trainer.cache_clear()  # the second run builds and traces fresh models
+    batched_trainer.cache_clear()  # the second run builds and traces fresh models
+    projection_trainer.cache_clear()
     head_trainer.cache_clear()
     _run_stage(fake, tmp_path / "b")
     a = (tmp_path / "a/results/tg_matl.json").read_bytes()
@@ -300,6 +301,34 @@ def test_stage_outputs_and_determinism(fake, tmp_path):
     curves = models / "dvclive/plots/metrics/r0_f0/projection/val_loss.tsv"
     assert len(curves.read_text().splitlines()) == fold["projection"]["epochs"] + 1
     assert not list(tmp_path.rglob("dvc.yaml"))  # dvclive never writes a dvc.yaml
+
+
+def test_seed_twins_keep_twin_0_and_average_per_unit(fake, tmp_path):
+    """train.twins: each unit trains twice; twin 0 is the single run's unit, twin 1 differs;
+    the summary is over units of the twins' means; predictions gain a twin column."""
+    from tgmatl.training.folds import summarise, twin_means
+
+    single = json.loads(json.dumps(_run_stage(fake, tmp_path / "one")["tg_matl"]))
+    res = run_train_stage(
+        backbone="fake", setups=["tg_matl"], embeddings=fake["embeddings"],
+        split=fake["split"], scores=fake["scores"], masks=fake["masks"],
+        samples=fake["samples"], out=tmp_path / "two/results", models=tmp_path / "two/models",
+        train=dataclasses.replace(TRAIN, twins=2), heads=HEADS, sampling=SAMPLING, seed=3,
+        progress=False)["tg_matl"]
+    res = json.loads(json.dumps(res))
+    assert res["n_units"] == 3 and res["twins"] == 2 and len(res["units"]) == 6
+    assert [(u["fold"], u["twin"]) for u in res["units"]] == [
+        (f, k) for f in range(3) for k in range(2)]
+    twin0 = [u for u in res["units"] if u["twin"] == 0]
+    for a, b in zip(twin0, single["units"], strict=True):
+        assert a["test"] == b["test"] and a["projection"] == b["projection"]
+    twin1 = [u for u in res["units"] if u["twin"] == 1]
+    assert any(a["projection"]["val_loss"] != b["projection"]["val_loss"]
+               for a, b in zip(twin0, twin1, strict=True))
+    assert res["summary"] == summarise(twin_means(res["units"]))
+    pred = pd.read_parquet(tmp_path / "two/results/tg_matl.predictions.parquet")
+    assert pred["twin"].dtype == np.int32 and len(pred) == 2 * 3 * 45
+    assert (tmp_path / "two/models/tg_matl/r0_f0_t1.projection.weights.h5").is_file()
 
 
 def test_stage_script_reports_missing_masks(fake, tmp_path, repo_root):

@@ -226,7 +226,31 @@ def main() -> None:
                     help="units per backbone x setup run in the authors' style")
     ap.add_argument("--quick", action="store_true",
                     help="first backbone, 3 units, 40 epochs (about two minutes)")
+    ap.add_argument("--units", action="store_true",
+                    help="per unit-epoch: CompiledFit alone vs BatchedFit vs Keras fit, at demo "
+                         "and survey sizes (units_bench.py)")
+    ap.add_argument("--stage", action="store_true",
+                    help="the whole train stage, --base's code vs this one (training_stage.py)")
+    ap.add_argument("--base", type=Path, help="--stage: a checkout of the old code")
+    ap.add_argument("--n", type=int, default=2500, help="--stage: planted targets")
+    ap.add_argument("--dim", type=int, default=384, help="--stage: embedding width")
+    ap.add_argument("--stage-repeats", type=int, default=2, help="--stage: eval.repeats")
+    ap.add_argument("--setups", default="all", help="--stage: all | comma-separated setups")
     args = ap.parse_args()
+    if args.stage:
+        from training_stage import stage
+
+        from tgmatl.config import SETUPS
+        if args.base is None:
+            raise SystemExit("--stage needs --base (a checkout of the old code)")
+        setups = list(SETUPS) if args.setups == "all" else args.setups.split(",")
+        print(stage(args.base, args.n, args.dim, args.stage_repeats, setups))
+        return
+    if args.units:
+        from units_bench import units
+
+        print(units(args.quick))
+        return
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")  # Keras' predict retracing notes, one per fresh model

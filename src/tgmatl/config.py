@@ -316,6 +316,13 @@ class TrainParams:
     # norms mean(G)·r_t^alpha, and the gradient-descent step size of the task weights
     gradnorm_alpha: float = spec(gt=0.0)
     gradnorm_lr: float = spec(gt=0.0)
+    # seed twins: every unit trains this many times with independent training randomness
+    # (projection start, batches, batch-scope selection, probe inner CV); twin 0 is the unit's
+    # single run. The test split and retrieval queries stay the same (paired).
+    twins: int = spec(ge=1, le=100)
+    # memory budget (MB) of one chunk of units trained together (tgmatl.training.batched): how
+    # fast, not what; a unit needing more is an error naming this key
+    unit_chunk_mb: float = spec(gt=0.0)
 
     def validate(self, key: str) -> None:
         if len(set(self.setups)) != len(self.setups):

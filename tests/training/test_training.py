@@ -29,7 +29,7 @@ TRAIN = TrainParams(
     setups=("wtl", "cltl", "cltl_hard", "matl"), box_weight_grid=(0.25, 0.75), uw_lr=0.01,
     projection=(32, 8), lr=1e-3, batch_size=16, margin=0.1, box_weight=0.5,
     epochs=25, patience=5, min_delta=0.0, val_criterion="loss", gradnorm_alpha=1.5,
-    gradnorm_lr=0.01)
+    gradnorm_lr=0.01, twins=1, unit_chunk_mb=256.0)
 HEADS = HeadsParams(kind="mlp", l2_grid=(0.1, 1.0, 10.0), inner_folds=3, hidden=0, lr=1e-2,
                     batch_size=16, epochs=60, patience=10)
 SAMPLING = SamplingParams(top_pct=0.3, random_pct=0.2, random="random", scope="dataset",
@@ -260,10 +260,11 @@ def _run_stage(fake, out_dir: Path, setups=("tg_matl",)):
 
 
 def test_stage_outputs_and_determinism(fake, tmp_path):
-    from tgmatl.training.folds import head_trainer, projection_trainer
+    from tgmatl.training.folds import batched_trainer, head_trainer, projection_trainer
 
     _run_stage(fake, tmp_path / "a")
-    projection_trainer.cache_clear()  # the second run builds and traces fresh models
+    batched_trainer.cache_clear()  # the second run builds and traces fresh models
+    projection_trainer.cache_clear()
     head_trainer.cache_clear()
     _run_stage(fake, tmp_path / "b")
     a = (tmp_path / "a/results/tg_matl.json").read_bytes()
@@ -300,6 +301,34 @@ def test_stage_outputs_and_determinism(fake, tmp_path):
     curves = models / "dvclive/plots/metrics/r0_f0/projection/val_loss.tsv"
     assert len(curves.read_text().splitlines()) == fold["projection"]["epochs"] + 1
     assert not list(tmp_path.rglob("dvc.yaml"))  # dvclive never writes a dvc.yaml
+
+
+def test_seed_twins_keep_twin_0_and_average_per_unit(fake, tmp_path):
+    """train.twins: each unit trains twice; twin 0 is the single run's unit, twin 1 differs;
+    the summary is over units of the twins' means; predictions gain a twin column."""
+    from tgmatl.training.folds import summarise, twin_means
+
+    single = json.loads(json.dumps(_run_stage(fake, tmp_path / "one")["tg_matl"]))
+    res = run_train_stage(
+        backbone="fake", setups=["tg_matl"], embeddings=fake["embeddings"],
+        split=fake["split"], scores=fake["scores"], masks=fake["masks"],
+        samples=fake["samples"], out=tmp_path / "two/results", models=tmp_path / "two/models",
+        train=dataclasses.replace(TRAIN, twins=2), heads=HEADS, sampling=SAMPLING, seed=3,
+        progress=False)["tg_matl"]
+    res = json.loads(json.dumps(res))
+    assert res["n_units"] == 3 and res["twins"] == 2 and len(res["units"]) == 6
+    assert [(u["fold"], u["twin"]) for u in res["units"]] == [
+        (f, k) for f in range(3) for k in range(2)]
+    twin0 = [u for u in res["units"] if u["twin"] == 0]
+    for a, b in zip(twin0, single["units"], strict=True):
+        assert a["test"] == b["test"] and a["projection"] == b["projection"]
+    twin1 = [u for u in res["units"] if u["twin"] == 1]
+    assert any(a["projection"]["val_loss"] != b["projection"]["val_loss"]
+               for a, b in zip(twin0, twin1, strict=True))
+    assert res["summary"] == summarise(twin_means(res["units"]))
+    pred = pd.read_parquet(tmp_path / "two/results/tg_matl.predictions.parquet")
+    assert pred["twin"].dtype == np.int32 and len(pred) == 2 * 3 * 45
+    assert (tmp_path / "two/models/tg_matl/r0_f0_t1.projection.weights.h5").is_file()
 
 
 def test_stage_script_reports_missing_masks(fake, tmp_path, repo_root):
@@ -343,15 +372,16 @@ def test_every_registered_setup_trains_on_a_unit(inputs):
 def test_hinge_all_criterion_is_the_default_validation(inputs):
     hinge = dataclasses.replace(TRAIN, val_criterion="hinge_all")
     _, runs = train_setup(inputs, "cltl_hard", hinge, HEADS, None, seed=0, progress=False)
-    from tgmatl.training.folds import projection_trainer
+    from tgmatl.training.folds import projection_model
     from tgmatl.training.losses import hinge_all_triplet_loss
 
-    r = runs[-1]  # the cached model holds the last unit's restored (best) weights
+    r = runs[-1]
     t = inputs.units[r.unit]
     va = t.role == "val"
     # the restored epoch's validation value is the hinge over all validation triplets
-    fit = projection_trainer("cltl_hard", inputs.x.shape[1], 4, hinge, None)
-    zv = fit.predict(inputs.x[va])
+    model = projection_model(inputs.x.shape[1], TRAIN.projection)
+    model.set_weights(r.weights)
+    zv = model.predict(inputs.x[va], verbose=0)
     want = float(hinge_all_triplet_loss(zv, t.class_id[va], TRAIN.margin))
     assert r.projection.best_val_loss == pytest.approx(want, rel=1e-4)
 

@@ -138,7 +138,7 @@ def test_combiner_for_and_validation():
         setups=("wtl", "cltl", "cltl_hard", "matl"), box_weight_grid=(0.25, 0.75), uw_lr=0.01,
         projection=(8,), lr=1e-3, batch_size=16, margin=0.1, box_weight=0.25,
         epochs=1, patience=1, min_delta=0.0, val_criterion="loss", gradnorm_alpha=1.2,
-        gradnorm_lr=0.02)
+        gradnorm_lr=0.02, twins=1, unit_chunk_mb=256.0)
     fixed = combiner_for("fixed", train.box_weight)
     assert isinstance(fixed, FixedWeights) and fixed.fixed.tolist() == [0.75, 0.25]
     uw = combiner_for("uncertainty", train.box_weight)

@@ -36,7 +36,8 @@ Cell = tuple[str, str]  # (backbone, setup)
 # --- reading ---------------------------------------------------------------------------------
 def read_predictions(results_dir: str | Path, cells: Iterable[Cell]) -> dict[Cell, pd.DataFrame]:
     """``results/<backbone>/{train,tg}/<setup>.predictions.parquet`` of every cell, sorted by
-    unit and sample; the cells must cover the same units and test samples."""
+    unit and sample; the cells must cover the same units and test samples. Of a unit's seed
+    twins only twin 0 (its single run) is read."""
     out: dict[Cell, pd.DataFrame] = {}
     ref: pd.DataFrame | None = None
     for b, s in cells:
@@ -45,6 +46,8 @@ def read_predictions(results_dir: str | Path, cells: Iterable[Cell]) -> dict[Cel
             df = pd.read_parquet(path)
         except FileNotFoundError:
             raise InputError(f"{path}: predictions missing (stage train / train_tg)") from None
+        if "twin" in df.columns:  # seed twins (train.twins): the unit's first run, twin 0
+            df = df[df["twin"].to_numpy() == 0].drop(columns="twin")
         df = df.sort_values(KEYS, kind="stable").reset_index(drop=True)
         if ref is None:
             ref = df[KEYS]

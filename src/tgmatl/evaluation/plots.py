@@ -39,6 +39,15 @@ def save_figure(fig, path: Path) -> None:
     pyplot().close(fig)
 
 
+def _unit_values(rows: Sequence[dict], metric: str) -> list[float | None]:
+    """A metric per (repeat, fold) unit: the mean over its seed twins (``twin`` rows)."""
+    by_unit: dict[tuple[int, int], list[float]] = {}
+    for f in rows:
+        v = f["test"].get(metric)
+        by_unit.setdefault((f["repeat"], f["fold"]), []).extend([] if v is None else [v])
+    return [float(np.mean(v)) if v else None for v in by_unit.values()]
+
+
 def plot_metrics(results: Results, backbones: Sequence[str], path: Path,
                  setups: Sequence[str] = SETUPS) -> None:
     """Accuracy and box R² per setup and backbone: every unit as a dot, mean ± std as a bar."""
@@ -50,8 +59,8 @@ def plot_metrics(results: Results, backbones: Sequence[str], path: Path,
                                  strict=True):
         for j, b in enumerate(backbones):
             for i, s in enumerate(setups):
-                vals = np.array([f["test"][metric] for f in results[b, s]["units"]
-                                 if f["test"].get(metric) is not None], float)
+                vals = np.array([v for v in _unit_values(results[b, s]["units"], metric)
+                                 if v is not None], float)
                 x = i - 0.4 + width * (j + 0.5)
                 if len(vals):
                     ax.bar(x, vals.mean(), width * 0.9, color=colours(j), alpha=0.35,
@@ -109,7 +118,7 @@ def plot_curves(results: Results, backbones: Sequence[str], path: Path,
             ax = axes[r, c]
             for f in results[b, s]["units"]:
                 proj = f["projection"]
-                if not proj or f["repeat"] != 0:
+                if not proj or f["repeat"] != 0 or f.get("twin", 0) != 0:
                     continue
                 col = colours(f["fold"] % 10)
                 ep = np.arange(1, len(proj["val_loss"]) + 1)

@@ -190,8 +190,10 @@ def report_markdown(results: Results, t2: dict, mi: dict, backbones: Sequence[st
 
 ## Table II: task heads on the (projected) embeddings
 
-Mean ± standard deviation over {len(units)} units ({any_result["n_repeats"]} repeat(s) ×
-{any_result["n_folds"]} folds), each measured on its test split ({n_test_text} samples); heads:
+Mean ± standard deviation over {any_result.get("n_units", len(units))} units
+({any_result["n_repeats"]} repeat(s) × {any_result["n_folds"]} folds; a unit's value is the mean
+of its {any_result.get("twins", 1)} seed twin(s)), each measured on its test split
+({n_test_text} samples); heads:
 {heads}. Box R² is the uniform average over the geometry features
 ({", ".join(any_result["features"])}). Best of each column in bold; whether a difference is
 real is the paired tests' business (next section), not the bold's.

@@ -30,6 +30,8 @@ from tgmatl.training.schedule import (
     class_balanced_batches,
     set_determinism,
     shuffled_batches,
+    twin_rng,
+    twin_seed,
     unit_rng,
 )
 from tgmatl.training.setups import Setup, get_setup
@@ -60,10 +62,18 @@ class FoldRun:
     n_val: int
     n_test: int
     n_queries: int              # test samples that were retrieval queries (eval.retrieval_queries)
+    twin: int = 0               # seed twin (train.twins) of the unit
+    weights: list[np.ndarray] | None = None  # the projection's restored (best) weights
 
     @property
     def fold(self) -> int:
         return self.unit[1]
+
+    @property
+    def name(self) -> str:
+        """``r<repeat>_f<fold>`` (twin 0: the unit's single run), ``_t<twin>`` for the others."""
+        base = f"r{self.unit[0]}_f{self.unit[1]}"
+        return base if self.twin == 0 else f"{base}_t{self.twin}"
 
 
 def fold_roles(inputs: SetupInputs, unit: Unit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -93,6 +103,29 @@ def projection_trainer(setup: str, input_dim: int, n_targets: int, train: TrainP
     combiner = spec.combiner(train) if spec.combiner is not None else None
     return CompiledFit(model, spec.train_loss(train, sampling), train.lr,
                        spec.validation_loss(train), y_dim=n_targets, combiner=combiner)
+
+
+@functools.cache
+def batched_trainer(setup: str, input_dim: int, n_targets: int, train: TrainParams,
+                    sampling: SamplingParams | None):
+    """The batched loop of a setup (:class:`~tgmatl.training.batched.BatchedFit`), built and
+    traced once a process like :func:`projection_trainer`: every chunk of units, every twin
+    and variant, every backbone of the same width reuses its one trace."""
+    from tgmatl.training.batched import BatchedFit
+
+    spec = get_setup(setup)
+    combiner = spec.combiner(train) if spec.combiner is not None else None
+    return BatchedFit([input_dim, *train.projection], spec.objective(train, sampling),
+                      spec.validation_objective(train), train.lr, n_targets, combiner=combiner,
+                      chunk_mb=train.unit_chunk_mb)
+
+
+@functools.cache
+def projection_model(input_dim: int, sizes: tuple[int, ...]):
+    """A Keras projection head to initialise weights in its order and to save them."""
+    from tgmatl.training import models
+
+    return models.projection_head(input_dim, sizes)
 
 
 @functools.cache
@@ -136,7 +169,8 @@ def probe_heads(z: np.ndarray, t: FoldTable, tr: np.ndarray, te: np.ndarray, hea
 
 
 def mlp_heads(z: np.ndarray, t: FoldTable, tr: np.ndarray, va: np.ndarray, te: np.ndarray,
-              heads: HeadsParams, n_classes: int, seed: int, unit: Unit) -> HeadsRun:
+              heads: HeadsParams, n_classes: int, seed: int, unit: Unit,
+              twin: int = 0) -> HeadsRun:
     """``heads.kind: mlp``: the paper's heads, Adam-trained, early-stopped on the validation
     samples (the classifier starts at the class prior, the regressor at the training mean)."""
     from tgmatl.training import models
@@ -145,20 +179,20 @@ def mlp_heads(z: np.ndarray, t: FoldTable, tr: np.ndarray, va: np.ndarray, te: n
     reg_fit = head_trainer("regressor", z.shape[1], t.features.shape[1], heads.hidden, heads.lr)
     ntr = int(tr.sum())
     counts = np.bincount(t.class_id[tr], minlength=n_classes)
-    cls_init = models.init_weights(cls_fit.model, unit_rng(seed, unit, "classify"), z[tr],
+    cls_init = models.init_weights(cls_fit.model, twin_rng(seed, unit, "classify", twin), z[tr],
                                    out_bias=np.log((counts + 1.0) / (ntr + n_classes)))
     cls_res = cls_fit.fit(
         cls_init, z[tr], t.class_id[tr], z[va], t.class_id[va],
         shuffled_batches(ntr, heads.batch_size, heads.epochs,
-                         unit_rng(seed, unit, "cls_batches")),
+                         twin_rng(seed, unit, "cls_batches", twin)),
         None, heads.epochs, heads.patience)
     class_pred = cls_fit.predict(z[te]).argmax(axis=1)
-    reg_init = models.init_weights(reg_fit.model, unit_rng(seed, unit, "regress"), z[tr],
+    reg_init = models.init_weights(reg_fit.model, twin_rng(seed, unit, "regress", twin), z[tr],
                                    out_bias=t.features[tr].mean(axis=0))
     reg_res = reg_fit.fit(
         reg_init, z[tr], t.features[tr], z[va], t.features[va],
         shuffled_batches(ntr, heads.batch_size, heads.epochs,
-                         unit_rng(seed, unit, "reg_batches")),
+                         twin_rng(seed, unit, "reg_batches", twin)),
         None, heads.epochs, heads.patience)
     return HeadsRun(class_pred, reg_fit.predict(z[te]),
                     {"kind": "mlp", **_fit_summary(cls_res)},
@@ -178,14 +212,14 @@ class SetupTrainer:
         self.n_classes = n_classes
         # eval.retrieval_queries: at most this many queries per retrieval (None: all)
         self.retrieval_queries = retrieval_queries
-        self.projection = None  # the model of the unit's (chosen) projection, once trained
 
     def _weights_schedule(self, batches: np.ndarray, t: FoldTable, tr: np.ndarray,
-                          seed: int, unit: Unit) -> np.ndarray | None:
+                          seed: int, unit: Unit, twin: int = 0) -> np.ndarray | None:
         """Per-batch-entry selection weight ``m_i`` (``None`` for setups without sampling).
 
         ``sampling.scope``: ``dataset`` looks the unit's mask up (masks.parquet); ``batch`` (the
-        authors' code) selects inside each mini-batch, seeded by (seed, unit, epoch, step).
+        authors' code) selects inside each mini-batch, seeded by (seed, unit, epoch, step) and,
+        for a twin ``k > 0``, ``k``.
         """
         if self.sampling is None:
             return None
@@ -197,40 +231,110 @@ class SetupTrainer:
         from tgmatl.method.selection import derive_seed, select_mask
 
         scores, cls = t.score[tr], t.class_id[tr]
+        extra = (twin,) if twin else ()
         out = np.empty(batches.shape, np.float32)
         for e in range(batches.shape[0]):
             for j in range(batches.shape[1]):
                 idx = batches[e, j]
                 out[e, j] = select_mask(scores[idx], cls[idx], s.top_pct, s.random_pct,
                                         random=s.random,
-                                        seed=derive_seed(seed, *unit, e, j))
+                                        seed=derive_seed(seed, *unit, e, j, *extra))
+        return out
+
+    def _unit_start(self, inputs: SetupInputs, unit: Unit, seed: int, twin: int):
+        """(training rows, validation rows, targets, batch plan, selection weights, initial
+        weights) of a unit's twin: everything random in its projection training."""
+        t = inputs.units[unit]
+        tr, va, _ = fold_roles(inputs, unit)
+        p = self.train_p
+        batches = class_balanced_batches(t.class_id[tr], p.batch_size, p.epochs,
+                                         twin_rng(seed, unit, "batches", twin))
+        weights = self._weights_schedule(batches, t, tr, seed, unit, twin)
+        y = np.column_stack([t.class_id, t.box_label, t.features]).astype(np.float32)
+        model = projection_model(inputs.x.shape[1], tuple(p.projection))
+        from tgmatl.training import models
+
+        init = models.init_weights(model, twin_rng(seed, unit, "projection", twin))
+        return tr, va, y, batches, weights, init
+
+    def train_projections(self, inputs: SetupInputs, keys: Sequence[tuple[Unit, int]],
+                          seed: int, source: str = ""
+                          ) -> dict[tuple[Unit, int], tuple[FitResult, dict[str, Any] | None,
+                                                            np.ndarray, list[np.ndarray]]]:
+        """Every (unit, twin) of ``keys`` (and every variant of each) in one batched run:
+        per key the chosen variant's fit, its info (variant, combiner weights), the embedding
+        of all samples and the restored weights. A setup with variants (``matl_tuned``: one per
+        λ) trains each from the same start and keeps the one whose validation embedding
+        retrieves best (mean of class and box MAP@R, same-image references excluded; ties: the
+        earlier variant)."""
+        from tgmatl.training.batched import UnitPlan
+
+        p = self.train_p
+        x = inputs.x
+        variants = list(self.spec.variants(p)) if self.spec.variants is not None else [p]
+        weights = [(self.spec.objective(v, self.sampling).weights,
+                    self.spec.validation_objective(v).weights) for v in variants]
+        plans, owners = [], []
+        for key in keys:
+            unit, twin = key
+            tr, va, y, batches, sel, init = self._unit_start(inputs, unit, seed, twin)
+            rows_tr, rows_va = np.flatnonzero(tr), np.flatnonzero(va)
+            for k, (w, cw) in enumerate(weights):
+                many = len(variants) > 1
+                plans.append(UnitPlan(x, y, rows_tr, rows_va, batches, init, sel,
+                                      task_weights=w if many else None,
+                                      criterion_weights=cw if many else None,
+                                      val_groups=inputs.units[unit].class_id[va],
+                                      source=source))
+                owners.append((key, k))
+        fit = batched_trainer(self.setup, x.shape[1], plans[0].y.shape[1] if plans else 4, p,
+                              self.sampling)
+        fitted = fit.fit(plans, p.epochs, p.patience, p.min_delta)
+        del plans  # the batch plans are the largest arrays here
+        by_key: dict[tuple[Unit, int], list[tuple[FitResult, list[np.ndarray]]]] = {}
+        for (key, _), r in zip(owners, fitted, strict=True):
+            by_key.setdefault(key, []).append(r)
+        out = {}
+        for key, results in by_key.items():
+            unit, _ = key
+            t = inputs.units[unit]
+            va = t.role == "val"
+            zs = fit.predict([w for _, w in results], x)
+            best: tuple[float, int] | None = None
+            tried = []
+            for k, (v, (res, _)) in enumerate(zip(variants, results, strict=True)):
+                score = -np.inf
+                if len(variants) > 1:
+                    found = self._validation_retrieval(inputs, t, va, zs[k], seed, unit)
+                    score = -np.inf if found is None else found
+                    tried.append({"box_weight": v.box_weight, "val_retrieval": _round(score),
+                                  "best_epoch": res.best_epoch})
+                if best is None or score > best[0]:  # strict: ties keep the earlier variant
+                    best = (score, k)
+            _, k = best
+            res, w = results[k]
+            info: dict[str, Any] = dict(res.task_summary() or {})
+            if tried:
+                info.update({"box_weight": variants[k].box_weight,
+                             "val_retrieval": tried[k]["val_retrieval"], "tried": tried})
+            out[key] = (res, info or None, zs[k], w)
         return out
 
     def run_unit(self, inputs: SetupInputs, unit: Unit, seed: int) -> FoldRun:
-        """Train the unit's projection (if the setup has one), then its heads; test metrics.
-
-        A setup with variants (``matl_tuned``: one per λ) trains each from the same start and
-        keeps the one whose validation embedding retrieves best (mean of class and box MAP@R,
-        same-image references excluded; ties: the earlier variant).
-        """
-        from tgmatl.training import models
-
+        """One unit alone (twin 0) with :class:`CompiledFit`: the reference the batched run
+        (:meth:`train_projections`) is measured against (``benchmarks/bench_training.py``)."""
         t = inputs.units[unit]
         tr, va, _ = fold_roles(inputs, unit)
         x = inputs.x
         if not self.spec.trains_projection:
             return self.evaluate_space(inputs, unit, x, seed, None, None)
+        tr, va, y, batches, weights, init = self._unit_start(inputs, unit, seed, 0)
         p = self.train_p
-        batches = class_balanced_batches(t.class_id[tr], p.batch_size, p.epochs,
-                                         unit_rng(seed, unit, "batches"))
-        weights = self._weights_schedule(batches, t, tr, seed, unit)
-        y = np.column_stack([t.class_id, t.box_label, t.features]).astype(np.float32)
         variants = self.spec.variants(p) if self.spec.variants is not None else [p]
         best: tuple[float, FitResult, np.ndarray, dict[str, Any], Any] | None = None
         tried = []
         for v in variants:
             fit = projection_trainer(self.setup, x.shape[1], y.shape[1], v, self.sampling)
-            init = models.init_weights(fit.model, unit_rng(seed, unit, "projection"))
             res = fit.fit(init, x[tr], y[tr], x[va], y[va], batches, weights, v.epochs,
                           v.patience, val_groups=t.class_id[va], min_delta=v.min_delta)
             z = fit.predict(x)
@@ -243,11 +347,11 @@ class SetupTrainer:
                 tried.append({"box_weight": v.box_weight, "val_retrieval": _round(key),
                               "best_epoch": res.best_epoch})
             if best is None or key > best[0]:  # strict: ties keep the earlier variant
-                best = (key, res, z, info, fit.model)
-        _, res, z, info, self.projection = best
+                best = (key, res, z, info, fit.model.get_weights())
+        _, res, z, info, weights_ = best
         if tried:
             info["tried"] = tried
-        return self.evaluate_space(inputs, unit, z, seed, res, info or None)
+        return self.evaluate_space(inputs, unit, z, seed, res, info or None, weights=weights_)
 
     def _queries(self, n: int, seed: int, unit: Unit, purpose: str) -> np.ndarray | None:
         """The unit's retrieval queries among ``n`` samples (``None``: all); the same for every
@@ -272,20 +376,23 @@ class SetupTrainer:
 
     def evaluate_space(self, inputs: SetupInputs, unit: Unit, z: np.ndarray, seed: int,
                        projection: FitResult | None = None,
-                       projection_info: dict[str, Any] | None = None) -> FoldRun:
+                       projection_info: dict[str, Any] | None = None, twin: int = 0,
+                       weights: list[np.ndarray] | None = None) -> FoldRun:
         """Fit the unit's heads on the embeddings ``z`` (all samples, frozen) and compute the
         test metrics. Retrieval uses ``z`` as is when a projection made it, else
-        L2-normalised; a query's own image is never among its references."""
+        L2-normalised; a query's own image is never among its references. ``twin``: the
+        heads' randomness (probe inner CV, mlp starts) is the twin's; the retrieval queries
+        are the unit's, the same for every twin and setup."""
         from tgmatl.evaluation import metrics as evaluation
         from tgmatl.evaluation import stats
 
         t = inputs.units[unit]
         tr, va, te = fold_roles(inputs, unit)
         if self.heads_p.kind == "probe":
-            heads = probe_heads(z, t, tr, te, self.heads_p, seed)
+            heads = probe_heads(z, t, tr, te, self.heads_p, twin_seed(seed, unit, twin))
         else:
-            heads = mlp_heads(z, t, tr, va, te, self.heads_p, self.n_classes, seed, unit)
-        space = z[te] if self.projection is not None else _l2(z[te])
+            heads = mlp_heads(z, t, tr, va, te, self.heads_p, self.n_classes, seed, unit, twin)
+        space = z[te] if projection is not None else _l2(z[te])
         groups = inputs.image[te] if inputs.image is not None else None
         # one ranking for both label sets, with the leave-one-out values for the jackknife
         queries = self._queries(int(te.sum()), seed, unit, "queries")
@@ -299,7 +406,7 @@ class SetupTrainer:
             **cls_r.metrics("class_"), **box_r.metrics("box_"),
         }
         per_sample = pd.DataFrame({
-            "repeat": np.int32(unit[0]), "fold": np.int32(unit[1]),
+            "repeat": np.int32(unit[0]), "fold": np.int32(unit[1]), "twin": np.int32(twin),
             "sample_id": inputs.sample_ids[te].astype(str),
             "class_id": t.class_id[te].astype(np.int32),
             "class_pred": np.asarray(heads.class_pred, np.int32),
@@ -315,14 +422,17 @@ class SetupTrainer:
             per_sample[f"pred_{name}"] = np.asarray(heads.feature_pred[:, k], np.float64)
         return FoldRun(unit, projection, projection_info, heads, metrics, per_sample, space,
                        int(tr.sum()), int(va.sum()), int(te.sum()),
-                       int(te.sum()) if queries is None else len(queries))
+                       int(te.sum()) if queries is None else len(queries), twin, weights)
 
-    def save_unit(self, directory: Path, unit: Unit) -> None:
-        """Save the unit's best projection weights: ``r<repeat>_f<fold>.projection.weights.h5``
+    def save_run(self, directory: Path, run: FoldRun) -> None:
+        """Save a run's best projection weights: ``<run.name>.projection.weights.h5``
         (scikit-learn probes are cheap to refit and are described in the results JSON)."""
+        if run.weights is None:
+            return
         directory.mkdir(parents=True, exist_ok=True)
-        if self.projection is not None:
-            self.projection.save_weights(directory / f"r{unit[0]}_f{unit[1]}.projection.weights.h5")
+        model = projection_model(run.weights[0].shape[0], tuple(self.train_p.projection))
+        model.set_weights(run.weights)
+        model.save_weights(directory / f"{run.name}.projection.weights.h5")
 
 
 def _fit_summary(r: FitResult | None) -> dict[str, Any] | None:
@@ -385,19 +495,27 @@ def train_setup(
     set_determinism(seed)
     trainer = SetupTrainer(setup, len(inputs.class_names), train, heads, sampling,
                            retrieval_queries)
+    keys = [(unit, twin) for unit in sorted(inputs.units) for twin in range(train.twins)]
+    projections: dict[tuple[Unit, int], Any] = {}
+    if trainer.spec.trains_projection:
+        projections = trainer.train_projections(inputs, keys, seed, source=desc or setup)
     runs: list[FoldRun] = []
-    bar = tqdm(sorted(inputs.units), desc=desc or setup, unit="unit", disable=not progress)
-    for unit in bar:
-        run = trainer.run_unit(inputs, unit, seed)
+    bar = tqdm(keys, desc=desc or setup, unit="unit", disable=not progress)
+    for unit, twin in bar:
+        if (unit, twin) in projections:
+            res, info, z, weights = projections.pop((unit, twin))
+            run = trainer.evaluate_space(inputs, unit, z, seed, res, info, twin, weights)
+        else:
+            run = trainer.evaluate_space(inputs, unit, inputs.x, seed, twin=twin)
         runs.append(run)
         if models_dir is not None:
-            trainer.save_unit(models_dir, unit)
+            trainer.save_run(models_dir, run)
         if run.projection is not None:
             bar.set_postfix(epochs=run.projection.epochs, best=run.projection.best_epoch,
                             acc=f"{run.metrics['accuracy']:.3f}")
     rows = [{
-        "repeat": r.unit[0], "fold": r.unit[1], "n_train": r.n_train, "n_val": r.n_val,
-        "n_test": r.n_test,
+        "repeat": r.unit[0], "fold": r.unit[1], "twin": r.twin, "n_train": r.n_train,
+        "n_val": r.n_val, "n_test": r.n_test,
         # test queries of the retrieval metrics (every test sample stays a reference)
         "n_queries": r.n_queries,
         "projection": (None if r.projection is None else
@@ -415,14 +533,32 @@ def train_setup(
         "features": inputs.feature_names,
         "heads": heads.kind,
         "val_criterion": train.val_criterion if spec.trains_projection else None,
-        "n_units": len(runs),
+        "n_units": len(inputs.units),
+        "twins": train.twins,
         "n_repeats": inputs.n_repeats,
         "n_folds": inputs.n_folds,
         "retrieval_queries": retrieval_queries,
         "units": rows,
-        "summary": summarise([row["test"] for row in rows]),
+        # over units: each unit's metrics averaged over its twins first
+        "summary": summarise(twin_means(rows)),
     }
     return results, runs
+
+
+def twin_means(rows: Sequence[dict[str, Any]]) -> list[dict[str, float | None]]:
+    """Per (repeat, fold) unit, its test metrics averaged over its twins (a metric undefined in
+    some twin: over the twins that have it; ``None`` if none)."""
+    by_unit: dict[tuple[int, int], list[dict[str, float | None]]] = {}
+    for row in rows:
+        by_unit.setdefault((row["repeat"], row["fold"]), []).append(row["test"])
+    out = []
+    for tests in by_unit.values():
+        mean: dict[str, float | None] = {}
+        for key in tests[0]:
+            vals = [m[key] for m in tests if m.get(key) is not None]
+            mean[key] = _round(float(np.mean(vals))) if vals else None
+        out.append(mean)
+    return out
 
 
 def log_curves(runs: Sequence[FoldRun], directory: Path) -> None:
@@ -436,7 +572,7 @@ def log_curves(runs: Sequence[FoldRun], directory: Path) -> None:
     series: dict[str, np.ndarray] = {}
     for r in runs:
         if r.projection is not None:
-            name = f"r{r.unit[0]}_f{r.unit[1]}"
+            name = r.name
             series[f"{name}/projection/train_loss"] = r.projection.train_loss
             series[f"{name}/projection/val_loss"] = r.projection.val_loss
     if not series:
@@ -490,7 +626,8 @@ def run_train_stage(
     ``<setup>.predictions.parquet`` (every unit's per-test-sample outputs, the paired
     statistics' input) and ``<setup>.test_embeddings.parquet`` (the first unit's test space);
     into ``models/<setup>/`` the projection weights and dvclive curves. Both folders appear
-    only once complete.
+    only once complete. Every unit runs ``train.twins`` times (seed twins): the rows of the
+    JSON and of the predictions carry ``twin``; the summary is over units of the twins' means.
     """
     from tgmatl.io import atomic_dir, write_json, write_parquet
     from tgmatl.versions import environment

@@ -45,7 +45,7 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, RidgeCV
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
@@ -205,7 +205,9 @@ class ProbeRegressor(RegressorMixin, BaseEstimator):
     """Standardised multi-output ridge regression, L2 strength by efficient leave-one-out.
 
     Fitted attributes: ``l2_`` (chosen ``α``, one for all targets), ``cv_mse_`` (leave-one-out
-    mean squared error per grid value, grid order), ``scaler_``, ``model_`` (the ``RidgeCV``).
+    mean squared error per grid value, grid order), ``scaler_``, ``coef_``, ``intercept_``.
+    The leave-one-out errors of every ``α`` and target, and the refit, come from one
+    eigendecomposition (:func:`ridge_loo`, ``RidgeCV``'s closed form).
     """
 
     def __init__(self, l2_grid: Sequence[float] = DEFAULT_L2_GRID):
@@ -225,17 +227,64 @@ class ProbeRegressor(RegressorMixin, BaseEstimator):
         if len(x) < 3:
             raise InputError(f"x: leave-one-out needs >= 3 training samples, got {len(x)}")
         self.scaler_ = StandardScaler().fit(x)
-        self.model_ = RidgeCV(alphas=grid, store_cv_results=True).fit(
-            self.scaler_.transform(x), y_arr)
-        self.l2_ = float(self.model_.alpha_)
-        cv = np.asarray(self.model_.cv_results_)  # [n, (targets,) alphas] squared LOO errors
-        self.cv_mse_ = [float(v) for v in cv.reshape(len(x), -1, len(grid)).mean(axis=(0, 1))]
+        z = self.scaler_.transform(x)
+        flat = y_arr.ndim == 1
+        targets = y_arr[:, None] if flat else y_arr
+        cv, pick, (self.coef_, self.intercept_) = ridge_loo(z, targets, grid)
+        self.l2_ = float(grid[pick])
+        self.cv_mse_ = [float(v) for v in cv]
+        if flat:
+            self.coef_, self.intercept_ = self.coef_[:, 0], self.intercept_[0]
+        self.model_ = True  # fitted (check_is_fitted)
         self.n_features_in_ = x.shape[1]
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         check_is_fitted(self, "model_")
-        return self.model_.predict(self.scaler_.transform(_check_x(x, self.n_features_in_)))
+        z = self.scaler_.transform(_check_x(x, self.n_features_in_))
+        return z @ self.coef_ + self.intercept_
+
+
+def _ridge_spectrum(z: np.ndarray, y: np.ndarray):
+    """(``A`` [n, r], eigenvalues [r], ``back`` [d, r] or None, centred targets, means): the
+    centred ``z`` as ``A = U·S`` from the smaller Gram matrix's eigendecomposition (``ZᵀZ`` when
+    ``n >= d``, else ``ZZᵀ``), so that every ``α`` is a rescaling of one decomposition."""
+    zm, ym = z.mean(axis=0), y.mean(axis=0)
+    zc, yc = z - zm, y - ym
+    if len(z) >= z.shape[1]:
+        lam, v = np.linalg.eigh(zc.T @ zc)
+        return zc @ v, np.maximum(lam, 0.0), v, yc, zm, ym, zc
+    lam, u = np.linalg.eigh(zc @ zc.T)
+    lam = np.maximum(lam, 0.0)
+    return u * np.sqrt(lam), lam, None, yc, zm, ym, zc
+
+
+def ridge_loo(z: np.ndarray, y: np.ndarray, grid: np.ndarray
+              ) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray]]:
+    """Leave-one-out mean squared error of ridge (unpenalised intercept) for every ``α`` of
+    ``grid`` and every target column at once, from one eigendecomposition: the hat matrix is
+    ``11ᵀ/n + A diag(1/(λ+α)) Aᵀ`` (``A = U·S`` of the centred ``z``), so each sample's LOO
+    residual is ``(y_i - ŷ_i) / (1 - h_ii)`` (``RidgeCV``'s closed form). Returns ([grid]
+    mean over samples and targets, index of the first smallest, (coef [d, k], intercept [k])
+    at that ``α``)."""
+    n = len(z)
+    a, lam, v, yc, zm, ym, zc = _ridge_spectrum(z, y)
+    aty = a.T @ yc
+    a2 = a * a
+    out = np.empty(len(grid))
+    for k, alpha in enumerate(grid):
+        inv = np.where(lam + alpha > 0, 1.0 / (lam + alpha), 0.0)
+        resid = yc - a @ (inv[:, None] * aty)
+        h = 1.0 / n + a2 @ inv
+        out[k] = float(np.mean((resid / (1.0 - h)[:, None]) ** 2))
+    pick = int(np.argmin(out))
+    inv = 1.0 / (lam + grid[pick])
+    if v is not None:   # A = Z V: coef = V diag(1/(λ+α)) Aᵀ y
+        coef = v @ (inv[:, None] * aty)
+    else:               # A = U S: coef = Zᵀ U diag(1/(λ+α)) Uᵀ y = Zᵀ (A/λ) ...; via U
+        u = np.divide(a, np.sqrt(lam), out=np.zeros_like(a), where=lam > 0)
+        coef = zc.T @ (u @ (inv[:, None] * (u.T @ yc)))
+    return out, pick, (coef, ym - zm @ coef)
 
 
 __all__ = ["DEFAULT_L2_GRID", "ProbeClassifier", "ProbeRegressor", "check_l2_grid"]

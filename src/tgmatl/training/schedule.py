@@ -46,6 +46,24 @@ def unit_rng(seed: int, unit: tuple[int, int], purpose: str) -> np.random.Genera
     return np.random.default_rng(np.random.SeedSequence([seed, fold, tag, repeat]))
 
 
+def twin_rng(seed: int, unit: tuple[int, int], purpose: str, twin: int) -> np.random.Generator:
+    """:func:`unit_rng` of a unit's seed twin (``train.twins``): twin 0 draws exactly what the
+    unit draws alone; twin ``k > 0`` an independent stream of (seed, unit, purpose, k)."""
+    if twin == 0:
+        return unit_rng(seed, unit, purpose)
+    repeat, fold = unit
+    tag = int.from_bytes(purpose.encode()[:8].ljust(8, b"\0"), "little")
+    # five entries: never the sequence of a unit_rng stream (three or four)
+    return np.random.default_rng(np.random.SeedSequence([seed, fold, tag, repeat, twin]))
+
+
+def twin_seed(seed: int, unit: tuple[int, int], twin: int) -> int:
+    """An integer seed (scikit-learn's inner CV) of a unit's twin: ``seed`` itself for twin 0."""
+    if twin == 0:
+        return seed
+    return int(twin_rng(seed, unit, "seed", twin).integers(2**31 - 1))
+
+
 # --- batch schedules ----------------------------------------------------------------------------
 def class_balanced_batches(
     labels: np.ndarray, batch_size: int, epochs: int, rng: np.random.Generator

@@ -23,7 +23,8 @@ from tgmatl.training.losses import (
 TRAIN = TrainParams(
     setups=("wtl", "cltl", "cltl_hard", "matl"), box_weight_grid=(0.25, 0.75), uw_lr=0.01,
     projection=(8,), lr=1e-3, batch_size=16, margin=0.2, box_weight=0.3, epochs=1, patience=1,
-    min_delta=0.0, val_criterion="loss", gradnorm_alpha=1.5, gradnorm_lr=0.01,
+    min_delta=0.0, val_criterion="loss", gradnorm_alpha=1.5, gradnorm_lr=0.01, twins=1,
+    unit_chunk_mb=256.0,
 )
 SAMPLING = SamplingParams(
     top_pct=0.5, random_pct=0.1, random="random", scope="dataset", negatives="selected"

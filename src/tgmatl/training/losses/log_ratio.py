@@ -98,10 +98,13 @@ def cmatl_task_losses(
     margin: float,
     eps: float = LOG_RATIO_EPS,
     squared: bool = True,
+    valid: tf.Tensor | None = None,
 ) -> tf.Tensor:
-    """[2] task losses ``(L_cls, L_geo)``: batch-all class triplets and the log-ratio loss."""
-    l_cls = batch_all_triplet_loss(emb, class_labels, margin)
-    l_geo = log_ratio_loss(emb, geometry, eps=eps, squared=squared)
+    """[2] task losses ``(L_cls, L_geo)``: batch-all class triplets and the log-ratio loss;
+    ``valid`` [B] (None: all) restricts every role of both (padding of a batched run)."""
+    l_cls = batch_all_triplet_loss(emb, class_labels, margin, anchor_mask=valid,
+                                   negative_mask=valid)
+    l_geo = log_ratio_loss(emb, geometry, eps=eps, squared=squared, mask=valid)
     return tf.stack([l_cls, l_geo])
 
 

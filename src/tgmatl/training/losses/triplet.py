@@ -77,15 +77,17 @@ def batch_all_triplet_loss_explicit(
     return mean_over_positive(triplet_values(dist, margin), valid)
 
 
-def hinge_all_triplet_loss(emb: tf.Tensor, labels: tf.Tensor, margin: float) -> tf.Tensor:
+def hinge_all_triplet_loss(emb: tf.Tensor, labels: tf.Tensor, margin: float,
+                           valid: tf.Tensor | None = None) -> tf.Tensor:
     """Mean of ``ℓ(a,p,n)`` over *every* valid triplet, satisfied ones included (0 if none).
+    ``valid`` [B] (None: all) restricts every role to those samples (padding of a batched run).
 
     The validation criterion ``train.val_criterion: hinge_all``: unlike batch-all's mean over
     the violating triplets only, it falls whenever a violation shrinks or disappears, so the
     epoch it picks is one whose embedding is better, not one with fewer, larger violations.
     """
     dist = pairwise_distances(emb)
-    return mean_over_valid(triplet_values(dist, margin), triplet_mask(labels))
+    return mean_over_valid(triplet_values(dist, margin), triplet_mask(labels, valid, valid))
 
 
 def matl_hinge_all(emb: tf.Tensor, class_labels: tf.Tensor, box_labels: tf.Tensor,

@@ -1,313 +1,224 @@
-"""Calibration of tgmatl.evaluation.stats.compare on simulated data sets: false positives and power.
+"""Calibration of the paired test and of the claims table: false positives, power, oracle power.
 
-Each simulated data set is a planted survey at the demo's size (240 samples, classes
-116/51/73, 64-dim embeddings), evaluated with the protocol's units: a stratified test split
-(70 %; redrawn per repeat when ``resplit``, else drawn once), stratified 8 folds over the rest,
-5 repeats; in unit (r, f) the setups train on the non-test samples outside fold f (63) and are
-measured on the test split (168).
+Two kinds of simulated data set, both evaluated by the report's own code
+(:func:`tgmatl.evaluation.stats.compare`, :func:`tgmatl.evaluation.evidence.verdict_rows`):
 
-Setups. A: a seeded random Gaussian projection (64 -> 32) of the embeddings, then PCA to 16
-dims fitted on the unit's training samples (the "trained embedding"), then probes: a ridge
-classifier on one-hot classes and a ridge regression on the planted standardised geometry, each
-with its L2 picked by exact leave-one-out over the unit's training samples (closed form, the
-rule of sklearn's RidgeClassifierCV / RidgeCV, which this verifies with ``--verify``; sklearn's
-LogisticRegressionCV costs ~0.4 s per fit on this machine, 100x too slow for 10^5 fits).
+``terms`` (default): survey-structured per-sample terms (:mod:`tgmatl.evaluation.simulate`):
+scenes (herds) sharing a part of every effect, scene-grouped test split and folds, training-set
+influence, seed noise, seed twins. Every configuration: size (demo: 240 targets; survey: 2500)
+× clustering (weak: 30 % of an effect shared by a scene; strong: 60 % and twice the scene
+size) × ``eval.resplit`` (with a sample's test difficulty and training influence correlated
+0.5, so its two roles covary) × metric kind (binary: accuracy; continuous: R²-like). Nulls:
 
-- Null (B0): A's projection applied after a seeded random rotation of the embedding's noise
-  subspace, which fixes the planted signal subspace. The survey's distribution is invariant
-  under it, so B0 run on a data set is distributed as A run on one: equal expected metrics
-  exactly, while the two disagree on single samples (what makes the test-sample draw matter).
-- Effect (B1): as B0 on embeddings with the class signal scaled by ``1 + eps``; ``eps`` is
-  calibrated so that B1 - A is about +0.03 expected accuracy, measured on large held-out data
-  (``--calibrate``; the run prints the realised effect for the ``eps`` it uses).
+- ``aa``: one setup against itself, another seed (the same training set: its influence
+  cancels);
+- ``control``: the report's A/A control, twin 0 against twin 1 of one setup;
+- ``symmetric``: two different setups, equal by symmetry (their training influences differ);
 
-Metrics on the test samples: accuracy, box R² (uniform over the 2 features), class MAP@R of
-the 16-dim embedding (Euclidean, L2-normalised, query excluded), as per-sample terms
-(tgmatl.evaluation.stats). Reported per ``resplit`` and metric: the rejection rate at alpha of each
-method
-under the null (goal <= 0.07) and under the effect (power), with Wilson 95 % intervals.
+effect: two related setups (agreement 0.8) with arm 1 shifted to about +0.03. Power is
+reported beside an oracle's: a z test that knows the true standard deviation of the
+difference (the spread over the configuration's effect data sets). ``claims``: a whole claims
+table (3 backbones × 9 setups, every finding) under a global null, its family-wise rate of
+wrong verdicts (``holds`` of a directional finding, or ``contradicted``).
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_calibration.py [--n-datasets 200]
-        [--quick] [--jobs 2] [--calibrate] [--verify]
+``pipeline``: planted surveys through the real training code (``train_setup``: Adam
+projections, early stopping, probe heads, retrieval with the query cap, seed twins) for CLTL
+and MATL, A/A (another seed) and symmetric (the same setup on two halves of an embedding with
+equally strong planted signal). Costly: sized by ``--pipeline-datasets``.
 
-Measured (200 data sets, 2 jobs, 7-13 min on the shared 2-core machine; --quick ~70 s):
-realised effect +0.033 accuracy (se 0.003). ``decomposed``: false positives 0.04 / 0.04 /
-0.005 (accuracy / box R² / MAP@R) with resplit, 0.025 / 0.02 / 0.01 without; variance ratio
-1.5-2.3; power for the +0.03 accuracy effect 0.125 (resplit) and 0.065 (fixed split), where a
-z-test knowing the true variance would have 0.30 and 0.20: 240 samples leave +0.03 accuracy
-below one standard error. ``naive``: 0.57-0.95 false positives. ``nadeau_bengio``: 0-0.005
-with resplit (variance 2-8x too large; power 0 for accuracy), 0.39 for MAP@R without.
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_calibration.py [--n-datasets 300]
+        [--jobs 2] [--quick] [--only terms|claims|pipeline] [--out benchmarks/results/...]
+
+Writes ``benchmarks/results/calibration.json``: per configuration and metric ``fpr``,
+``power``, ``oracle_power``, ``effect``, ``n_datasets`` and the settings.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
 import time
+from pathlib import Path
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # one core per worker; parallelism is over data sets
 
 import numpy as np  # noqa: E402
 from joblib import Parallel, delayed  # noqa: E402
-from scipy.stats import ortho_group  # noqa: E402
-from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit  # noqa: E402
+from scipy import stats as sps  # noqa: E402
 
-from tgmatl.evaluation import stats  # noqa: E402
-from tgmatl.planted import planted_survey  # noqa: E402
+from tgmatl.evaluation.simulate import Design, compare_arms, simulate_arms  # noqa: E402
 
-N, WEIGHTS, DIM, PROJ, PCS = 240, (116, 51, 73), 64, 32, 16
-ALPHAS = np.logspace(-2, 4, 13)
-METRICS = ("accuracy", "box_r2", "class_map_at_r")
-METHODS = ("decomposed", "nadeau_bengio", "naive")
-EPS = 0.30  # class-signal boost of B1; --calibrate re-derives it
-
-
-# --- setups -----------------------------------------------------------------------------------
-
-def ridge_loo(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray) -> tuple[np.ndarray, float]:
-    """Ridge with intercept; alpha in ALPHAS by exact leave-one-out MSE (ties: smaller alpha)."""
-    mx, my = x_tr.mean(axis=0), y_tr.mean(axis=0)
-    u, s, vt = np.linalg.svd(x_tr - mx, full_matrices=False)
-    uty = u.T @ (y_tr - my)
-    n = len(x_tr)
-    best = (np.inf, float(ALPHAS[0]))
-    for a in ALPHAS:
-        f = s**2 / (s**2 + a)
-        resid = (y_tr - my) - u @ (f[:, None] * uty)
-        h = (u**2) @ f + 1.0 / n  # hat diagonal, intercept included
-        err = float(np.mean((resid / (1.0 - h)[:, None]) ** 2))
-        if err < best[0] * (1.0 - 1e-12):
-            best = (err, float(a))
-    a = best[1]
-    w = vt.T @ ((s / (s**2 + a))[:, None] * uty)
-    return (x_te - mx) @ w + my, float(a)
+ROOT = Path(__file__).resolve().parents[1]
+ALPHA = 0.05
+SIZES = {"demo": dict(n=240, scene_size=2.5), "survey": dict(n=2500, scene_size=5.0)}
+CLUSTERING = {"weak": dict(scene_share=0.3, size_factor=1.0),
+              "strong": dict(scene_share=0.6, size_factor=2.0)}
+SHIFTS = {"binary": 0.08, "continuous": 0.03}  # ~ +0.03 accuracy / +0.03 on the R² scale
 
 
-def survey_setups(seed: int, eps: float, n: int = N):
-    """The survey and the inputs of setups A, B0 (null), B1 (effect) for data set ``seed``."""
-    kw = dict(class_weights=WEIGHTS, dim=DIM, seed=seed)
-    survey = planted_survey(n, **kw)
-    # the same seed without noise (and without geometry) gives the planted signal alone: the
-    # noise is drawn last, so samples and directions are identical (checked)
-    clean = planted_survey(n, noise=0.0, **kw)
-    cls = planted_survey(n, noise=0.0, geometry_signal=0.0, **kw)
-    if not (survey.samples.equals(clean.samples) and survey.samples.equals(cls.samples)):
-        raise RuntimeError("planted_survey: noise-free twin differs; signal subspace unknown")
-    x = survey.embeddings.astype(np.float64)
-    _, sv, vt = np.linalg.svd(clean.embeddings.astype(np.float64))
-    rank = int(np.sum(sv > 1e-6 * sv[0]))
-    sig, noise = vt[:rank].T, vt[rank:].T
-    rng = np.random.default_rng([seed, 2])
-    proj = rng.standard_normal((DIM, PROJ)) / np.sqrt(DIM)
-    rot = sig @ sig.T + noise @ ortho_group.rvs(DIM - rank, random_state=rng) @ noise.T
-    inputs = {"A": x @ proj, "B0": x @ rot @ proj,
-              "B1": (x + eps * cls.embeddings.astype(np.float64)) @ rot @ proj}
-    return survey, inputs
+def design(size: str, clustering: str, resplit: bool, kind: str, **extra) -> Design:
+    s, c = SIZES[size], CLUSTERING[clustering]
+    return Design(n=s["n"], scene_size=s["scene_size"] * c["size_factor"],
+                  scene_share=c["scene_share"], resplit=resplit, kind=kind,
+                  influence_test_corr=0.5, **extra)
 
 
-def fit_unit(x: np.ndarray, y: np.ndarray, geo: np.ndarray, tr: np.ndarray):
-    """PCA on the training samples, then the two probes; returns a predictor of all samples."""
-    mu = x[tr].mean(axis=0)
-    _, _, vt = np.linalg.svd(x[tr] - mu, full_matrices=False)
-    z = (x - mu) @ vt[:PCS].T
-    scores, _ = ridge_loo(z[tr], np.eye(int(y.max()) + 1)[y[tr]], z)
-    geo_pred, _ = ridge_loo(z[tr], geo[tr], z)
-    return z, scores.argmax(axis=1), geo_pred
+def _one(d: Design, seed: int, null: str) -> tuple[float, float, float]:
+    """(diff, p, se) of one data set."""
+    if null == "control":
+        data = simulate_arms(d, seed, arms=1)
+        r = compare_arms(data, 0, 0, alpha=ALPHA, twins_a=[0], twins_b=[1])
+    else:
+        data = simulate_arms(d, seed, arms=2)
+        r = compare_arms(data, 1, 0, alpha=ALPHA)
+    return r.diff, r.p_value, r.se
 
 
-def unit_terms(x, y, geo, tr, te) -> dict[str, np.ndarray]:
-    z, pred, geo_pred = fit_unit(x, y, geo, tr)
-    zt = z[te] / np.linalg.norm(z[te], axis=1, keepdims=True)
-    return {"accuracy": stats.accuracy_terms(y[te], pred[te]),
-            "box_r2": stats.r2_terms(geo[te], geo_pred[te]),
-            "class_map_at_r": stats.map_at_r_terms(zt, y[te])}
+def _rate(x: np.ndarray) -> dict[str, float]:
+    """Rate with its Wilson 95 % interval."""
+    n, k = len(x), float(np.sum(x))
+    z = 1.959964
+    centre = (k + z * z / 2) / (n + z * z)
+    half = z * np.sqrt(k * (n - k) / n + z * z / 4) / (n + z * z)
+    return {"rate": k / n, "low": centre - half, "high": centre + half}
 
 
-def protocol_units(y: np.ndarray, seed: int, resplit: bool, repeats: int, folds: int,
-                   test_size: float) -> list[stats.Unit]:
-    seeds = np.random.SeedSequence([seed, 1]).generate_state(2 * repeats)
-    out = []
-    for r in range(repeats):
-        if r == 0 or resplit:
-            sss = StratifiedShuffleSplit(1, test_size=test_size, random_state=int(seeds[2 * r]))
-            rest, test = next(sss.split(np.zeros(len(y)), y))
-        skf = StratifiedKFold(folds, shuffle=True, random_state=int(seeds[2 * r + 1]))
-        for tr, _ in skf.split(np.zeros(len(rest)), y[rest]):
-            out.append(stats.Unit(r, test, rest[tr]))
-    return out
-
-
-def simulate(seed: int, eps: float, repeats: int, folds: int, test_size: float,
-             alpha: float) -> list[tuple]:
-    """Rows (resplit, comparison, metric, method, diff, p, se) for one data set."""
-    survey, inputs = survey_setups(seed, eps)
-    y = survey.samples["class_id"].to_numpy()
-    geo = survey.geometry
+def run_terms(n_datasets: int, jobs: int, sizes: list[str]) -> list[dict]:
     rows = []
-    for resplit in (True, False):
-        units = protocol_units(y, seed, resplit, repeats, folds, test_size)
-        terms = {k: [unit_terms(x, y, geo, u.train_ids, u.test_ids) for u in units]
-                 for k, x in inputs.items()}
-        for comp, b in (("null", "B0"), ("effect", "B1")):
-            for metric in METRICS:
-                diffs = [tb[metric] - ta[metric]
-                         for ta, tb in zip(terms["A"], terms[b], strict=True)]
-                for method in METHODS:
-                    res = stats.compare(diffs, units, alpha=alpha, method=method)
-                    rows.append((resplit, comp, metric, method, res.diff, res.p_value,
-                                 res.se))
+    for size in sizes:
+        for clustering in CLUSTERING:
+            for resplit in (False, True):
+                for kind in ("binary", "continuous"):
+                    t0 = time.perf_counter()
+                    row: dict = {"size": size, "n": SIZES[size]["n"], "clustering": clustering,
+                                 "resplit": resplit, "metric": kind,
+                                 "n_datasets": n_datasets}
+                    for null in ("aa", "control", "symmetric"):
+                        d = design(size, clustering, resplit, kind, aa=null != "symmetric")
+                        out = np.array(Parallel(n_jobs=jobs)(
+                            delayed(_one)(d, s, null) for s in range(n_datasets)))
+                        row[f"fpr_{null}"] = _rate(out[:, 1] < ALPHA)
+                        row[f"se_ratio_{null}"] = float(np.sqrt(np.mean(out[:, 2] ** 2))
+                                                        / out[:, 0].std())
+                    eff = design(size, clustering, resplit, kind, agreement=0.8,
+                                 influence_agreement=0.8, shift=SHIFTS[kind])
+                    out = np.array(Parallel(n_jobs=jobs)(
+                        delayed(_one)(eff, 10_000 + s, "effect") for s in range(n_datasets)))
+                    sd_true = out[:, 0].std()
+                    row["effect"] = float(out[:, 0].mean())
+                    row["power"] = _rate(out[:, 1] < ALPHA)
+                    row["oracle_power"] = _rate(np.abs(out[:, 0]) > sps.norm.isf(ALPHA / 2)
+                                                * sd_true)
+                    row["settings"] = {k: v for k, v in dataclasses.asdict(eff).items()
+                                       if k not in ("aa",)}
+                    row["seconds"] = round(time.perf_counter() - t0, 1)
+                    rows.append(row)
+                    _print_row(row)
     return rows
 
 
-# --- realised effect on large held-out data ------------------------------------------------------
-
-def _effect_world(w: int, eps: float, draws: int, n_big: int, n_train: int,
-                  n_test: int) -> dict[str, list[float]]:
-    survey, inputs = survey_setups(w, eps, n_big)
-    y = survey.samples["class_id"].to_numpy()
-    geo = survey.geometry
-    rng = np.random.default_rng(w)
-    out: dict[str, list[float]] = {m: [] for m in METRICS}
-    for _ in range(draws):
-        tr = next(StratifiedShuffleSplit(1, train_size=n_train, random_state=int(
-            rng.integers(2**31))).split(np.zeros(n_big), y))[0]
-        held = np.setdiff1d(np.arange(n_big), tr)
-        chunks = rng.permutation(held)[: 4 * n_test].reshape(4, n_test)
-        res = {}
-        for k in ("A", "B1"):
-            z, pred, geo_pred = fit_unit(inputs[k], y, geo, tr)
-            res[k] = (stats.accuracy_terms(y[held], pred[held]).mean(),
-                      stats.r2_terms(geo[held], geo_pred[held]).mean(),
-                      np.mean([stats.map_at_r_terms(
-                          z[c] / np.linalg.norm(z[c], axis=1, keepdims=True), y[c]).mean()
-                          for c in chunks]))
-        for i, m in enumerate(METRICS):
-            out[m].append(res["B1"][i] - res["A"][i])
-    return out
+def _print_row(row: dict) -> None:
+    print(f"{row['size']:6s} {row['clustering']:6s} resplit={row['resplit']!s:5s} "
+          f"{row['metric']:10s} fpr aa {row['fpr_aa']['rate']:.3f} control "
+          f"{row['fpr_control']['rate']:.3f} symmetric {row['fpr_symmetric']['rate']:.3f} | "
+          f"effect {row['effect']:+.3f} power {row['power']['rate']:.2f} oracle "
+          f"{row['oracle_power']['rate']:.2f} | se/sd aa {row['se_ratio_aa']:.2f} sym "
+          f"{row['se_ratio_symmetric']:.2f} ({row['seconds']} s)", flush=True)
 
 
-def realised_effect(eps: float, par, n_worlds: int = 30, draws: int = 5, n_big: int = 3000,
-                    seed: int = 10**6, n_train: int = 63,
-                    n_test: int = 168) -> dict[str, tuple[float, float]]:
-    """E[B1 - A] per metric (mean, standard error): training sets of the units' size drawn
-    from large surveys (fresh directions and projections per survey, as the simulated data
-    sets have; one projection alone gives a biased effect), evaluated on all held-out samples
-    (MAP@R on held-out chunks of the protocol's test size, as it depends on the list size)."""
-    parts = par(delayed(_effect_world)(seed + w, eps, draws, n_big, n_train, n_test)
-                for w in range(n_worlds))
-    vals = {m: np.concatenate([p[m] for p in parts]) for m in METRICS}
-    return {m: (float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))))
-            for m, v in vals.items()}
+# --- the whole claims table under a global null -------------------------------------------------
+def _claims_errors(d: Design, seed: int) -> tuple[int, int]:
+    """(wrong verdicts, evaluable rows) of a claims table of 3 backbones × 9 identical setups."""
+    from tgmatl.config import SETUPS
+    from tgmatl.evaluation.comparisons import FINDINGS, Comparison, finding_rows
+    from tgmatl.evaluation.evidence import verdict_rows
+
+    backbones = ["dinov2", "mae", "clip"]
+    cells = [(b, s) for b in backbones for s in SETUPS]
+    data = simulate_arms(d, seed, arms=len(cells))
+    rows = [r for f in FINDINGS for r in finding_rows(f, backbones, SETUPS)]
+    parts = {i: [Comparison(a, b, r.finding.metric,
+                            compare_arms(data, cells.index(a), cells.index(b), alpha=ALPHA))
+                 for a, b in r.parts] for i, r in enumerate(rows)}
+    margins = {"accuracy": 0.02, "r2": 0.03, "class_map_at_r": 0.02, "box_map_at_r": 0.02}
+    judged = verdict_rows(rows, parts, margins, ALPHA)
+    # under a global null a directional claim is false and 'holds' is wrong; an equivalence
+    # claim is true, so only its 'contradicted' is wrong
+    wrong = sum(1 for r in judged if r["verdict"] == "contradicted"
+                or (r["verdict"] == "holds" and r["kind"] != "within_margin"))
+    return int(wrong > 0), len(judged)
 
 
-# --- report -----------------------------------------------------------------------------------
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, mid - half), min(1.0, mid + half)
-
-
-def report(rows: list[tuple], alpha: float) -> None:
-    """Per split mode, metric and method: rejection rates under the null and the effect, the
-    mean estimated variance over the true one (the null diffs' spread over data sets), and the
-    power a z-test with that true variance would have (the ceiling for a calibrated test)."""
-    arr = np.array(rows, dtype=object)
-    z = 1.959963984540054 if alpha == 0.05 else float(__import__("scipy").stats.norm.ppf(
-        1 - alpha / 2))
-    print(f"\nrejection rate at alpha {alpha} [Wilson 95 %]; var ratio = mean se² / variance "
-          "of the null diffs over data sets;\noracle power = z-test with that true variance; "
-          "mean B - A under null / effect")
-    print(f"{'resplit':8s}{'metric':16s}{'method':15s}{'false-positive':>22s}{'power':>22s}"
-          f"{'var ratio':>11s}{'oracle':>8s}{'mean null / effect':>22s}")
-    for resplit in (True, False):
-        for metric in METRICS:
-            for method in METHODS:
-                sel = {c: (arr[:, 0] == resplit) & (arr[:, 1] == c) & (arr[:, 2] == metric)
-                       & (arr[:, 3] == method) for c in ("null", "effect")}
-                cells = []
-                for comp in ("null", "effect"):
-                    p = arr[sel[comp], 5].astype(float)
-                    k = int(np.sum(p <= alpha))
-                    lo, hi = wilson(k, len(p))
-                    cells.append(f"{k / len(p):.3f} [{lo:.2f},{hi:.2f}]")
-                null = arr[sel["null"], 4].astype(float)
-                eff = arr[sel["effect"], 4].astype(float)
-                true_var = null.var(ddof=1)
-                ratio = np.mean(arr[sel["null"], 6].astype(float) ** 2) / true_var
-                oracle = np.mean(np.abs(eff) / np.sqrt(true_var) > z)
-                print(f"{resplit!s:8s}{metric:16s}{method:15s}{cells[0]:>22s}{cells[1]:>22s}"
-                      f"{ratio:>11.2f}{oracle:>8.3f}   {null.mean():+.4f} / {eff.mean():+.4f}")
+def run_claims(n_datasets: int, jobs: int) -> dict:
+    d = design("demo", "weak", False, "binary", agreement=0.5)
+    t0 = time.perf_counter()
+    out = np.array(Parallel(n_jobs=jobs)(delayed(_claims_errors)(d, s)
+                                         for s in range(n_datasets)))
+    res = {"fwer": _rate(out[:, 0] > 0), "n_datasets": n_datasets, "rows": int(out[0, 1]),
+           "settings": dataclasses.asdict(d), "seconds": round(time.perf_counter() - t0, 1)}
+    print(f"claims table, global null: family-wise rate {res['fwer']['rate']:.3f} "
+          f"[{res['fwer']['low']:.3f}, {res['fwer']['high']:.3f}] over {n_datasets} tables",
+          flush=True)
+    return res
 
 
-def verify() -> None:
-    """ridge_loo agrees with sklearn's RidgeCV / RidgeClassifierCV (LOO over the same grid)."""
-    from sklearn.linear_model import RidgeClassifierCV, RidgeCV
-
-    survey, inputs = survey_setups(3, EPS)
-    y = survey.samples["class_id"].to_numpy()
-    unit = protocol_units(y, 3, True, 1, 8, 0.7)[0]
-    tr = unit.train_ids
-    x = inputs["A"]
-    mu = x[tr].mean(axis=0)
-    z = (x - mu) @ np.linalg.svd(x[tr] - mu, full_matrices=False)[2][:PCS].T
-    pred, a = ridge_loo(z[tr], survey.geometry[tr], z)
-    ref = RidgeCV(alphas=ALPHAS).fit(z[tr], survey.geometry[tr])
-    assert np.isclose(a, ref.alpha_) and np.allclose(pred, ref.predict(z)), "RidgeCV differs"
-    scores, a = ridge_loo(z[tr], 2.0 * np.eye(3)[y[tr]] - 1.0, z)
-    ref_c = RidgeClassifierCV(alphas=ALPHAS).fit(z[tr], y[tr])
-    assert np.isclose(a, ref_c.alpha_), "RidgeClassifierCV picks another alpha"
-    assert np.array_equal(scores.argmax(axis=1), ref_c.predict(z)), "RidgeClassifierCV differs"
-    print("verify: ridge_loo matches sklearn RidgeCV and RidgeClassifierCV")
+def table(result: dict) -> str:
+    """The README's markdown table of a calibration JSON."""
+    lines = ["| size | herds | resplit | metric | FPR A/A | FPR control | FPR symmetric | effect | "
+             "power | oracle power | power / oracle |", "|---" * 11 + "|"]
+    for r in result.get("terms", []):
+        ratio = r["power"]["rate"] / r["oracle_power"]["rate"] if r["oracle_power"]["rate"] else 0
+        lines.append(
+            f"| {r['size']} ({r['n']}) | {r['clustering']} | {str(r['resplit']).lower()} | "
+            f"{'accuracy' if r['metric'] == 'binary' else 'R²-like'} | "
+            f"{r['fpr_aa']['rate']:.3f} | {r['fpr_control']['rate']:.3f} | "
+            f"{r['fpr_symmetric']['rate']:.3f} | {r['effect']:+.3f} | {r['power']['rate']:.2f} | "
+            f"{r['oracle_power']['rate']:.2f} | {ratio:.2f} |")
+    c = result.get("claims_global_null")
+    if c:
+        lines.append(f"\nClaims table under a global null ({c['rows']} rows, {c['n_datasets']} "
+                     f"tables): family-wise rate {c['fwer']['rate']:.3f} "
+                     f"[{c['fwer']['low']:.3f}, {c['fwer']['high']:.3f}].")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n-datasets", type=int, default=200)
-    ap.add_argument("--quick", action="store_true", help="24 data sets, no effect re-check")
-    ap.add_argument("--jobs", type=int, default=2, choices=(1, 2))
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--folds", type=int, default=8)
-    ap.add_argument("--test-size", type=float, default=0.7)
-    ap.add_argument("--alpha", type=float, default=0.05)
-    ap.add_argument("--eps", type=float, default=EPS, help="class-signal boost of setup B1")
-    ap.add_argument("--seed", type=int, default=1000)
-    ap.add_argument("--calibrate", action="store_true", help="search eps for +0.03 accuracy")
-    ap.add_argument("--verify", action="store_true", help="check ridge_loo against sklearn")
+    ap.add_argument("--n-datasets", type=int, default=300)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="demo size only, 60 data sets")
+    ap.add_argument("--only", choices=("terms", "claims", "pipeline"))
+    ap.add_argument("--pipeline-datasets", type=int, default=0,
+                    help="planted surveys through the real train code per configuration")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "calibration.json"))
+    ap.add_argument("--table", action="store_true", help="print the table of --out and stop")
     args = ap.parse_args(argv)
-    if args.verify:
-        verify()
-    eps = args.eps
-    t0 = time.time()
-    n = 24 if args.quick else args.n_datasets
-    rows: list[tuple] = []
-    done = 0
-    batch = max(2 * args.jobs, 10)
-    with Parallel(n_jobs=args.jobs) as par:
-        for e in (0.2, 0.25, 0.3, 0.35, 0.4) if args.calibrate else ():
-            print(f"eps {e:.2f}: realised {realised_effect(e, par)}", flush=True)
-        if not args.quick:
-            eff = realised_effect(eps, par)
-            print(f"realised effect of B1 (eps {eps}) on large held-out data: "
-                  + ", ".join(f"{m} {v:+.4f} (se {se:.4f})" for m, (v, se) in eff.items())
-                  + f"  [{time.time() - t0:.0f} s]", flush=True)
-        print(f"{n} data sets x 2 split modes x {args.repeats * args.folds} units, "
-              f"jobs {args.jobs}", flush=True)
-        for start in range(0, n, batch):
-            seeds = range(args.seed + start, args.seed + min(n, start + batch))
-            for part in par(delayed(simulate)(s, eps, args.repeats, args.folds, args.test_size,
-                                              args.alpha) for s in seeds):
-                rows.extend(part)
-            done += len(seeds)
-            print(f"  {done}/{n} data sets, {time.time() - t0:.0f} s", flush=True)
-    report(rows, args.alpha)
-    print(f"\ntotal {time.time() - t0:.0f} s")
+    if args.table:
+        print(table(json.loads(Path(args.out).read_text())))
+        return 0
+    n = 60 if args.quick else args.n_datasets
+    sizes = ["demo"] if args.quick else list(SIZES)
+    out_path = Path(args.out)
+    result = json.loads(out_path.read_text()) if out_path.exists() else {}
+    result["alpha"] = ALPHA
+    if args.only in (None, "terms"):
+        result["terms"] = run_terms(n, args.jobs, sizes)
+    if args.only in (None, "claims"):
+        result["claims_global_null"] = run_claims(n, args.jobs)
+    if args.only == "pipeline" or args.pipeline_datasets:
+        from bench_calibration_pipeline import run_pipeline
+
+        result["pipeline"] = run_pipeline(args.pipeline_datasets or 20)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out_path}")
     return 0
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     sys.exit(main())

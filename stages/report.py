@@ -12,6 +12,16 @@ from tgmatl.params import read_section
 from tgmatl.survey.samples import read_samples
 
 
+def scene_of(samples: pd.DataFrame) -> dict[str, str]:
+    """sample id -> scene id: the independent groups the paired tests cluster on."""
+    missing = samples["scene_id"].isna() | (samples["scene_id"].astype(str) == "")
+    if missing.any():
+        raise InputError(f"samples.parquet: sample {samples.loc[missing, 'sample_id'].iloc[0]} "
+                         "has no scene_id (the paired tests cluster test samples by scene)")
+    return dict(zip(samples["sample_id"].astype(str), samples["scene_id"].astype(str),
+                    strict=True))
+
+
 def main(args, params):
     backbones = read_section(EmbedParams, params, "embed").backbones
     ev = read_section(EvalParams, params, "eval")
@@ -27,7 +37,8 @@ def main(args, params):
     run_report(results_dir=args.results, scores=args.scores, mi=args.mi,
                metrics_out=args.metrics, plots_dir=args.plots, report_out=args.report,
                backbones=backbones, eval_params=ev, claims_out=args.claims,
-               comparisons_out=args.comparisons, split=split, leakage=leakage(samples, split),
+               comparisons_out=args.comparisons, split=split,
+               scenes=scene_of(samples), leakage=leakage(samples, split),
                setups=setups)
 
 

@@ -93,6 +93,16 @@ def test_nested_section_errors_carry_the_full_key(params):
         read_section(config.GeometryParams, params, "geometry")
 
 
+def test_eval_margin_is_positive_per_known_metric(params):
+    params["eval"]["margin"]["r2"] = 0.0
+    with pytest.raises(ParamsError, match=r"eval\.margin\.r2: 0\.0 out of range, must be > 0"):
+        read_section(config.EvalParams, params, "eval")
+    params["eval"]["margin"]["r2"] = 0.03
+    params["eval"]["margin"]["f1"] = 0.02
+    with pytest.raises(ParamsError, match=r"unknown key\(s\) eval\.margin\.f1"):
+        read_section(config.EvalParams, params, "eval")
+
+
 def test_cross_field_rule(params):
     params["demo"]["class_weights"] = [1.0, 2.0]
     with pytest.raises(ParamsError, match=r"demo\.class_weights"):

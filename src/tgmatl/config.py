@@ -232,18 +232,31 @@ class SplitParams:
 
 
 @dataclass(frozen=True)
+class MarginParams:
+    """``eval.margin.<metric>``: how small a difference counts as "slight" for a finding that
+    claims one (an equivalence test, TOST: the difference lies within ±margin)."""
+
+    accuracy: float = spec(gt=0.0, lt=1.0)
+    r2: float = spec(gt=0.0, lt=1.0)
+    class_map_at_r: float = spec(gt=0.0, lt=1.0)
+    box_map_at_r: float = spec(gt=0.0, lt=1.0)
+
+
+@dataclass(frozen=True)
 class EvalParams:
     """Repeated evaluation (``eval.*``): ``repeats`` redraws of the folds (and, with
     ``resplit``, of the held-out test split); every setup shares the same (repeat, fold) units.
     ``alpha``: level of the paired tests and of their (1 - alpha) confidence intervals.
     ``retrieval_queries``: at most this many test samples of a unit serve as retrieval queries
     (drawn per unit, the same for every setup; every test sample stays a reference), so
-    retrieval costs O(queries · n) instead of O(n²) on large surveys."""
+    retrieval costs O(queries · n) instead of O(n²) on large surveys. ``margin``: per metric, the
+    largest difference a claim of a "slight" difference allows (:class:`MarginParams`)."""
 
     repeats: int = spec(ge=1)
     resplit: bool = spec()
     alpha: float = spec(gt=0.0, lt=0.5)
     retrieval_queries: int = spec(ge=2)
+    margin: MarginParams = spec()
 
 
 @dataclass(frozen=True)

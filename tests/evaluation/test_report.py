@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tgmatl.config import SETUPS, EvalParams, results_file
+from tgmatl.config import SETUPS, EvalParams, MarginParams, results_file
 from tgmatl.errors import InputError
 from tgmatl.evaluation.plots import pca_2d
 from tgmatl.evaluation.report import (
@@ -22,11 +22,13 @@ from tgmatl.evaluation.report import (
 )
 
 BACKBONES = ["dinov2", "clip"]
+MARGIN = MarginParams(accuracy=0.02, r2=0.03, class_map_at_r=0.02, box_map_at_r=0.02)
 CLASSES = ["cow", "deer", "horse"]
 
 
-N_TEST, REPEATS, FOLDS = 60, 2, 3
+N_TEST, REPEATS, FOLDS, TWINS = 60, 2, 3, 2
 IDS = [f"s{i:03d}" for i in range(90)]
+SCENES = {sid: f"scene{i // 2}" for i, sid in enumerate(IDS)}  # two targets a scene
 # planted accuracies: CLTL (Hard) clearly best, TG-MATL clearly above MATL
 ACCURACY = {"wtl": 0.6, "cltl": 0.62, "cltl_hard": 0.95, "matl": 0.6, "tg_matl": 0.8,
             "matl_tuned": 0.6, "matl_uw": 0.61, "matl_gradnorm": 0.6, "cmatl": 0.62}
@@ -49,22 +51,23 @@ def fake_predictions(backbone: str, setup: str) -> pd.DataFrame:
     cls = np.arange(N_TEST) % 3
     feats = truth_rng.uniform(size=(N_TEST, 2))
     parts = []
-    for r in range(REPEATS):
-        for f in range(FOLDS):
-            right = rng.uniform(size=N_TEST) < ACCURACY[setup]
-            pred = np.where(right, cls, (cls + 1) % 3)
-            noise = 0.1 if setup == "tg_matl" else 0.3
-            df = pd.DataFrame({
-                "repeat": np.int32(r), "fold": np.int32(f), "sample_id": IDS[:N_TEST],
-                "class_id": cls.astype(np.int32), "class_pred": pred.astype(np.int32),
-                "class_ap": rng.uniform(size=N_TEST), "class_hit": right.astype(float),
-                "box_ap": rng.uniform(size=N_TEST), "box_hit": right.astype(float)})
-            df["class_map_term"] = df["class_ap"]
-            df["box_map_term"] = df["box_ap"]
-            for k, name in enumerate(("area", "squareness")):
-                df[f"feat_{name}"] = feats[:, k]
-                df[f"pred_{name}"] = feats[:, k] + noise * rng.normal(size=N_TEST)
-            parts.append(df)
+    for r, f, twin in np.ndindex(REPEATS, FOLDS, TWINS):
+        # each (unit, seed twin) draws its own outcomes
+        right = rng.uniform(size=N_TEST) < ACCURACY[setup]
+        pred = np.where(right, cls, (cls + 1) % 3)
+        noise = 0.1 if setup == "tg_matl" else 0.3
+        df = pd.DataFrame({
+            "repeat": np.int32(r), "fold": np.int32(f), "twin": np.int32(twin),
+            "sample_id": IDS[:N_TEST],
+            "class_id": cls.astype(np.int32), "class_pred": pred.astype(np.int32),
+            "class_ap": rng.uniform(size=N_TEST), "class_hit": right.astype(float),
+            "box_ap": rng.uniform(size=N_TEST), "box_hit": right.astype(float)})
+        df["class_map_term"] = df["class_ap"]
+        df["box_map_term"] = df["box_ap"]
+        for k, name in enumerate(("area", "squareness")):
+            df[f"feat_{name}"] = feats[:, k]
+            df[f"pred_{name}"] = feats[:, k] + noise * rng.normal(size=N_TEST)
+        parts.append(df)
     return pd.concat(parts, ignore_index=True)
 
 
@@ -72,7 +75,7 @@ def fake_results(backbone: str, setup: str, pred: pd.DataFrame) -> dict:
     from sklearn.metrics import r2_score
 
     units = []
-    for (r, f), part in pred.groupby(["repeat", "fold"]):
+    for (r, f), part in pred.groupby(["repeat", "fold"]):  # both twins: their mean
         test = {m: float(np.random.default_rng(int(r * 10 + f)).uniform(0.5, 0.9))
                 for m in TABLE_METRICS}
         test["accuracy"] = float((part.class_id == part.class_pred).mean())
@@ -94,7 +97,7 @@ def fake_results(backbone: str, setup: str, pred: pd.DataFrame) -> dict:
         summary[f"{m}_std"] = float(vals.std(ddof=1))
     return {"backbone": backbone, "setup": setup, "classes": CLASSES, "heads": "probe",
             "features": ["area", "squareness"], "n_units": len(units), "n_repeats": REPEATS,
-            "n_folds": FOLDS, "units": units, "summary": summary}
+            "n_folds": FOLDS, "twins": TWINS, "units": units, "summary": summary}
 
 
 def write_fake_report_inputs(root: Path) -> dict[str, Path]:
@@ -136,9 +139,10 @@ def report(tmp_path_factory):
                     metrics_out=root / "metrics/table2.json", plots_dir=root / "plots",
                     report_out=root / "report.md", backbones=BACKBONES,
                     eval_params=EvalParams(repeats=REPEATS, resplit=False, alpha=0.05,
-                                           retrieval_queries=2000),
+                                           retrieval_queries=2000, margin=MARGIN),
                     claims_out=root / "metrics/claims.json",
                     comparisons_out=root / "metrics/comparisons.json", split=fake_split(),
+                    scenes=SCENES,
                     leakage={"test_image_in_train": 0.0, "test_scene_in_train_share": 0.25})
     return root, paths, t2
 
@@ -273,8 +277,20 @@ def test_claims_and_comparisons(report):
         # TG-MATL's regressor is planted 3x less noisy: its R² is far above WTL's
         assert claims[b]["tg_matl_r2_below_wtl"]["verdict"] == "contradicted"
         row = claims[b]["tg_matl_acc_above_matl"]
-        assert row["ci_low"] < row["diff"] < row["ci_high"] and 0 <= row["p_holm"] < 0.05
-        assert set(row) == {"diff", "ci_low", "ci_high", "p_holm", "verdict"}
+        assert 0 < row["bound_low"] < row["diff"] and 0 <= row["p"] <= row["p_holm"] < 0.05
+        assert row["bound_high"] is None and row["test"].startswith("one-sided")
+        assert set(row) == {"verdict", "test", "covers", "diff", "bound_low", "bound_high", "p",
+                            "p_holm", "reason"}
+        # "highest of all" covers every configured setup
+        assert claims[b]["cltl_hard_acc_highest"]["covers"] == [
+            s for s in SETUPS if s != "cltl_hard"]
+        # the A/A control: TG-MATL's twins are drawn alike, so it passes
+        control = claims[b]["aa_control"]
+        assert control["verdict"] == "passes" and control["accuracy_p_holm"] >= 0.05
+        # minimum detectable effects, per metric, beside the comparisons
+        assert set(comps[b]["mde"]) == {"accuracy", "r2", "class_map_at_r", "box_map_at_r"}
+        assert 0 < comps[b]["mde"]["accuracy"] < 0.5
+        assert comps[b]["vs_matl"]["accuracy_mde"] <= comps[b]["mde"]["accuracy"]
     # across backbones: one row, under dinov2
     assert "tg_matl_r2_best_with_dinov2" in claims["dinov2"]
     assert "tg_matl_r2_best_with_dinov2" not in claims["clip"]
@@ -282,7 +298,7 @@ def test_claims_and_comparisons(report):
     t2 = json.loads((root / "metrics/table2.json").read_text())["dinov2"]
     want = t2["tg_matl"]["accuracy_mean"] - t2["matl"]["accuracy_mean"]
     assert vs["accuracy_diff"] == pytest.approx(want, abs=1e-6)  # units hold 60 samples each
-    assert set(comps["dinov2"]) == {f"vs_{s}" for s in SETUPS if s != "tg_matl"}
+    assert set(comps["dinov2"]) == {f"vs_{s}" for s in SETUPS if s != "tg_matl"} | {"mde"}
     assert vs["accuracy_p_holm"] >= vs["accuracy_p"]
     md = (root / "report.md").read_text()
     assert "## The paper's findings, checked on this run" in md
@@ -298,13 +314,19 @@ def test_report_on_a_subset_of_setups(report, tmp_path):
                     metrics_out=tmp_path / "t2.json", plots_dir=tmp_path / "plots",
                     report_out=tmp_path / "report.md", backbones=BACKBONES,
                     eval_params=EvalParams(repeats=REPEATS, resplit=False, alpha=0.05,
-                                           retrieval_queries=2000),
+                                           retrieval_queries=2000, margin=MARGIN),
                     claims_out=tmp_path / "claims.json", comparisons_out=tmp_path / "c.json",
-                    split=fake_split(), setups=some)
+                    split=fake_split(), scenes=SCENES, setups=some)
     assert set(t2["dinov2"]) == set(some)
     md = (tmp_path / "report.md").read_text()
     assert "| MATL (0.5) |" in md and "CLTL (Hard)" not in md.split("## Does TG-MATL")[0]
     claims = json.loads((tmp_path / "claims.json").read_text())
-    # findings whose setups did not run are left out, not guessed
-    assert set(claims["dinov2"]) == {"tg_matl_acc_above_matl", "tg_matl_r2_below_wtl",
-                                     "tg_matl_r2_best_with_dinov2"}
+    # findings whose setups did not run are rows 'not evaluable', with the reason
+    assert claims["dinov2"]["cltl_hard_acc_highest"] == {
+        "verdict": "not evaluable", "reason": "CLTL (Hard) is not in train.setups", "test": "",
+        "covers": [], "diff": None, "bound_low": None, "bound_high": None, "p": None,
+        "p_holm": None}
+    assert claims["clip"]["tg_matl_r2_above_cltl_matl"]["reason"] == (
+        "CLTL not in train.setups")
+    assert claims["dinov2"]["tg_matl_acc_above_matl"]["verdict"] == "holds"
+    assert "not evaluable**: CLTL (Hard) is not in train.setups" in md

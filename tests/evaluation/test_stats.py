@@ -173,3 +173,89 @@ def test_false_positive_rate_on_simulated_nulls(resplit):
     # 200 sets: a true 5 % rate lands in [0.02, 0.08] with ~95 % probability
     assert 0.01 <= fpr["decomposed"] <= 0.08, fpr
     assert fpr["naive"] >= 0.3, fpr  # the units' spread alone misses the shared samples
+
+
+def _two_units_four_samples(d: np.ndarray) -> list[stats.Unit]:
+    test = np.array(["s0", "s1", "s2", "s3"], dtype=object)
+    trains = (np.array(["p1"], dtype=object), np.array(["p0"], dtype=object))
+    return [stats.Unit(0, test, t) for t in trains]
+
+
+def test_cluster_robust_test_part_by_hand():
+    """Two units, the same terms d = (.4, .2, -.1, -.1) on s0..s3; scenes g0 = {s0, s1},
+    g1 = {s2, s3}. W_i = 1/4, diff = .1, e - diff = (.3, .1, -.2, -.2).
+
+    By sample: V = n/(n-1) Σ W² (e - diff)² = 4/3 · (.09 + .01 + .04 + .04) / 16 = .015, df 3.
+    By scene: scene sums of W (e - diff) = .1 and -.1: V = G/(G-1) Σ = 2 · .02 = .04, df 1.
+    The two units are equal, so the fold spread (and the training part) is 0.
+    """
+    d = np.array([0.4, 0.2, -0.1, -0.1])
+    units = _two_units_four_samples(d)
+    plain = stats.compare([d, d], units)
+    assert plain.var_test == pytest.approx(0.015) and plain.var_train == 0.0
+    assert plain.n_groups == 4 and plain.df == pytest.approx(3.0)
+    groups = {"s0": "g0", "s1": "g0", "s2": "g1", "s3": "g1", "p0": "g2", "p1": "g3"}
+    clustered = stats.compare([d, d], units, groups=groups)
+    assert clustered.var_test == pytest.approx(0.04) and clustered.n_groups == 2
+    assert clustered.df == pytest.approx(1.0)
+    assert clustered.se == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="sample 's3' has no group"):
+        stats.compare([d, d], units, groups={"s0": "g0", "s1": "g0", "s2": "g1"})
+    with pytest.raises(ValueError, match="form 1 group"):
+        stats.compare([d, d], units, groups=dict.fromkeys(groups, "g"))
+
+
+def test_seed_part_by_hand():
+    """Twins' differences delta (twin 0 - twin 1) per unit: (.2, .2) and (-.2, 0).
+
+    Per unit Delta² - Σ delta² / n²: .04 - .08/4 = .02 and .01 - .04/4 = 0; their mean .01,
+    halved (a difference of two twins): sigma²_c = .005 per twin. Each side averages 2 twins:
+    .005/2 + .005/2 = .005 per unit, over J = 2 independent units: V_seed = .0025.
+    """
+    d = np.array([0.4, 0.2, -0.1, -0.1])
+    units = _two_units_four_samples(d)
+    deltas = [np.array([0.2, 0.2, 0.0, 0.0]), np.array([-0.2, 0.0, 0.0, 0.0])]
+    # 4 samples: Delta = .1 and -.05; Σ delta²/n² = .08/16 and .04/16
+    per_unit = [0.1**2 - 0.08 / 16, 0.05**2 - 0.04 / 16]
+    sigma2 = max(np.mean(per_unit) / 2, 0.0)
+    noise = (stats.SeedNoise(deltas, 2), stats.SeedNoise(deltas, 2))
+    r = stats.compare([d, d], units, seed_noise=noise)
+    assert r.var_seed == pytest.approx(2 * sigma2 / 2 / 2)
+    assert r.se == pytest.approx(np.sqrt(r.var_test + r.var_seed))
+    # one twin a side (the A/A control): sigma²_c / 1 each
+    single = (stats.SeedNoise(deltas, 1), stats.SeedNoise(deltas, 1))
+    assert stats.compare([d, d], units, seed_noise=single).var_seed == pytest.approx(
+        2 * sigma2 / 2)
+
+
+def test_one_sided_p_bounds_and_mde():
+    r = stats.PairedComparison(0.05, 0.0, 0.1, 0.1, 0.02, 30.0, 16, "decomposed", 0.05)
+    assert r.p_greater() == pytest.approx(sps.t.sf(2.5, 30))
+    assert r.p_less(0.1) == pytest.approx(sps.t.sf(2.5, 30))
+    assert r.bound(0.95, "lower") == pytest.approx(0.05 - sps.t.ppf(0.95, 30) * 0.02)
+    # the MDE: (t_.975 + t_.8) se; a true effect that size is detected with power .8
+    mde = r.mde()
+    assert mde == pytest.approx((sps.t.ppf(0.975, 30) + sps.t.ppf(0.8, 30)) * 0.02)
+    power = sps.nct.sf(sps.t.ppf(0.975, 30), 30, mde / 0.02)
+    assert power == pytest.approx(0.8, abs=0.01)
+
+
+def test_small_calibration_through_the_report_code():
+    """A small version of benchmarks/bench_calibration.py: survey-structured terms with strong
+    herds (60 % of every effect shared by a scene of ~5), scene-grouped splits, seed twins,
+    the test as the report runs it. 150 data sets: a true 5 % rate lands below 0.1 with
+    probability > 0.99; a test that treats the samples as independent does not."""
+    from tgmatl.evaluation.simulate import Design, compare_arms, simulate_arms
+
+    d = Design(scene_share=0.6, scene_size=5.0, influence_test_corr=0.5)
+    p_sym, p_control, p_naive = [], [], []
+    for seed in range(150):
+        data = simulate_arms(d, seed)
+        p_sym.append(compare_arms(data, 1, 0).p_value)
+        p_control.append(compare_arms(data, 0, 0, twins_a=[0], twins_b=[1]).p_value)
+        flat = stats.compare([t[1].mean(axis=0) - t[0].mean(axis=0) for t in data.terms],
+                             data.units, method="naive")
+        p_naive.append(flat.p_value)
+    assert np.mean(np.array(p_sym) < 0.05) <= 0.1
+    assert np.mean(np.array(p_control) < 0.05) <= 0.1
+    assert np.mean(np.array(p_naive) < 0.05) >= 0.3  # the units' own spread: far too small

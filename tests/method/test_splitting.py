@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tgmatl.config import EvalParams, SplitParams
+from tgmatl.config import EvalParams, MarginParams, SplitParams
 from tgmatl.errors import InputError
 from tgmatl.method.splitting import (
     LEFTOVER,
@@ -27,8 +27,12 @@ P = SplitParams(test_size=0.7, folds=8, geometry_bins=3, group="none")
 PS = SplitParams(test_size=0.7, folds=8, geometry_bins=3, group="scene")
 
 
+MARGIN = MarginParams(accuracy=0.02, r2=0.03, class_map_at_r=0.02, box_map_at_r=0.02)
+
+
 def ev(repeats: int, resplit: bool) -> EvalParams:
-    return EvalParams(repeats=repeats, resplit=resplit, alpha=0.05, retrieval_queries=2000)
+    return EvalParams(repeats=repeats, resplit=resplit, alpha=0.05, retrieval_queries=2000,
+                      margin=MARGIN)
 
 
 E1 = ev(1, True)
@@ -331,7 +335,9 @@ def test_stage_reads_split_and_eval(tmp_path):
     params = {"seed": 0,
               "split": {"test_size": 0.7, "folds": 8, "geometry_bins": 3, "group": "scene"},
               "eval": {"repeats": 2, "resplit": False, "alpha": 0.05,
-                       "retrieval_queries": 2000}}
+                       "retrieval_queries": 2000,
+                       "margin": {"accuracy": 0.02, "r2": 0.03, "class_map_at_r": 0.02,
+                                  "box_map_at_r": 0.02}}}
     args = argparse.Namespace(samples=str(tmp_path / "samples.parquet"),
                               out=str(tmp_path / "split.parquet"))
     stage.main(args, params)

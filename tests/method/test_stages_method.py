@@ -18,7 +18,9 @@ SCRIPTS = {"select": "select_masks"}  # stage name -> script (select.py would sh
 PARAMS = {
     "seed": 0,
     "split": {"test_size": 0.5, "folds": 3, "geometry_bins": 2, "group": "none"},
-    "eval": {"repeats": 2, "resplit": True, "alpha": 0.05, "retrieval_queries": 2000},
+    "eval": {"repeats": 2, "resplit": True, "alpha": 0.05, "retrieval_queries": 2000,
+             "margin": {"accuracy": 0.02, "r2": 0.03, "class_map_at_r": 0.02,
+                        "box_map_at_r": 0.02}},
     "geometry": {"features": ["area", "squareness"], "box_label": {"method": "kmeans", "k": 3}},
     "mi": {"n_neighbors": 3, "score": "eq5"},
     "sampling": {

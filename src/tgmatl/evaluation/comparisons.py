@@ -1,43 +1,45 @@
-"""Paired comparisons of setups and the paper's findings as verdicts.
+"""Paired comparisons of setups and the paper's findings as parts to test.
 
 Every setup of every backbone is measured on the same (repeat, fold) units and, within a unit,
 on the same test samples, so two (backbone, setup) cells can be compared sample by sample. For
-one metric, the unit's difference is a mean of per-sample terms ``d[u, i]``
-(:func:`paired_terms`); :func:`tgmatl.evaluation.stats.paired_test` turns them into a difference, a
-confidence interval and a p-value that account for the overlap of the units' training sets
-(and, on a fixed test split, for the sampling of the test samples).
+one metric, each side's unit value is a mean of per-sample terms (:func:`arm_terms`; with seed
+twins, averaged over the twins); :func:`compare` hands the differences, the test samples'
+scenes and the twins' differences to :func:`tgmatl.evaluation.stats.compare`, which turns them
+into a difference, an interval and a p-value.
 
-The findings of METHOD.md ("Findings the paper reports") are :data:`FINDINGS`: each names the
-comparisons it makes. A finding that claims several inequalities at once (e.g. "highest of
-all") holds only if every one of them holds (an intersection-union test: its p-value is the
-largest of its parts').
+The findings of METHOD.md ("Findings the paper reports") are :data:`FINDINGS`;
+:func:`finding_rows` says, per backbone, which comparisons each one makes and how each is
+tested (one-sided, or as an equivalence within a margin), or why it cannot be judged in this
+run. The verdict rules themselves are in :mod:`tgmatl.evaluation.evidence`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tgmatl.config import results_file
+from tgmatl.config import SETUP_LABELS, results_file
 from tgmatl.errors import InputError
 
 METRICS = ("accuracy", "r2", "class_map_at_r", "box_map_at_r")
 METRIC_LABELS = {"accuracy": "accuracy", "r2": "box R²", "class_map_at_r": "class MAP@R",
                  "box_map_at_r": "box MAP@R"}
-KEYS = ["repeat", "fold", "sample_id"]
+KEYS = ["repeat", "fold", "twin", "sample_id"]
 
 Cell = tuple[str, str]  # (backbone, setup)
+Unit = tuple[int, int]  # (repeat, fold)
 
 
 # --- reading ---------------------------------------------------------------------------------
 def read_predictions(results_dir: str | Path, cells: Iterable[Cell]) -> dict[Cell, pd.DataFrame]:
     """``results/<backbone>/{train,tg}/<setup>.predictions.parquet`` of every cell, sorted by
-    unit and sample; the cells must cover the same units and test samples. Of a unit's seed
-    twins only twin 0 (its single run) is read."""
+    unit, twin and sample (results without seed twins get ``twin`` 0); every cell must cover
+    the same units and test samples."""
     out: dict[Cell, pd.DataFrame] = {}
     ref: pd.DataFrame | None = None
     for b, s in cells:
@@ -46,12 +48,13 @@ def read_predictions(results_dir: str | Path, cells: Iterable[Cell]) -> dict[Cel
             df = pd.read_parquet(path)
         except FileNotFoundError:
             raise InputError(f"{path}: predictions missing (stage train / train_tg)") from None
-        if "twin" in df.columns:  # seed twins (train.twins): the unit's first run, twin 0
-            df = df[df["twin"].to_numpy() == 0].drop(columns="twin")
+        if "twin" not in df.columns:
+            df["twin"] = np.int32(0)
         df = df.sort_values(KEYS, kind="stable").reset_index(drop=True)
+        units = df.loc[df["twin"] == 0, ["repeat", "fold", "sample_id"]].reset_index(drop=True)
         if ref is None:
-            ref = df[KEYS]
-        elif not df[KEYS].equals(ref):
+            ref = units
+        elif not units.equals(ref):
             raise InputError(f"{path}: units or test samples differ from the other setups' "
                              f"(rerun the pipeline from the split stage)")
         out[b, s] = df
@@ -59,43 +62,46 @@ def read_predictions(results_dir: str | Path, cells: Iterable[Cell]) -> dict[Cel
 
 
 # --- per-sample terms ------------------------------------------------------------------------
+def arm_terms(df: pd.DataFrame, metric: str, features: Sequence[str]) -> pd.Series:
+    """Per row (unit, twin, test sample) of one cell's predictions, the term whose mean over a
+    unit's (and twin's) test samples is that unit's ``metric``.
+
+    Accuracy: ``1[correct]``. MAP@R: the jackknife terms
+    (:func:`tgmatl.evaluation.stats.map_at_r_terms`, computed by the train stage: a test sample
+    is a query and an item of the other queries' lists). Box R² (uniform average over the
+    ``K`` features, ``SST_k`` of the unit's test truth): ``u_i = 1 - (n/K) Σ_k e²_ik / SST_k``;
+    a feature constant on a unit's test samples has no R² and adds nothing.
+    """
+    if metric == "accuracy":
+        return (df["class_pred"] == df["class_id"]).astype(float)
+    if metric in ("class_map_at_r", "box_map_at_r"):
+        return df[metric.split("_")[0] + "_map_term"].astype(float)
+    if metric == "r2":
+        twin = df["twin"].astype(np.int64) if "twin" in df.columns else 0
+        key = (df["repeat"].astype(np.int64) * 1_000_000 + df["fold"].astype(np.int64) * 1_000
+               + twin).to_numpy()
+        groups = pd.Series(key)
+        n = groups.map(groups.value_counts()).to_numpy(float)
+        u = np.ones(len(df))
+        for f in features:
+            y = df[f"feat_{f}"].to_numpy(float)
+            centred = y - pd.Series(y).groupby(key).transform("mean").to_numpy()
+            sst = pd.Series(centred ** 2).groupby(key).transform("sum").to_numpy()
+            se = (df[f"pred_{f}"].to_numpy(float) - y) ** 2
+            u -= np.where(sst > 0, (n / len(features)) * se / np.where(sst > 0, sst, 1.0), 0.0)
+        return pd.Series(u, index=df.index)
+    raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
+
+
 def paired_terms(a: pd.DataFrame, b: pd.DataFrame, metric: str,
                  features: Sequence[str]) -> pd.DataFrame:
-    """Per test sample and unit, the term ``d`` whose mean over the unit's samples is the
-    unit's ``metric(a) - metric(b)`` (columns repeat, fold, sample_id, d; NaN: no term).
-
-    Accuracy: ``1[correct]`` differences. MAP@R: differences of the jackknife terms
-    (:func:`tgmatl.evaluation.stats.map_at_r_terms`, computed by the train stage: a test
-    sample is a query and an item of the other queries' lists). Box R² (uniform average over the
-    ``K`` features):
-    the setups share the unit's test truth, so ``SST_k`` is common and ``R²_a - R²_b`` is the
-    mean over the ``n`` samples of ``c_i = -(n/K) Σ_k (e²_a,ik - e²_b,ik) / SST_k``.
-    """
-    out = a[KEYS].copy()
-    if metric == "accuracy":
-        out["d"] = ((a["class_pred"] == a["class_id"]).astype(float)
-                    - (b["class_pred"] == b["class_id"]).astype(float))
-    elif metric in ("class_map_at_r", "box_map_at_r"):
-        col = metric.split("_")[0] + "_map_term"
-        out["d"] = a[col].to_numpy(float) - b[col].to_numpy(float)
-    elif metric == "r2":
-        unit = (a["repeat"].astype(np.int64) * 100_000 + a["fold"].astype(np.int64)).to_numpy()
-        n = pd.Series(unit).map(pd.Series(unit).value_counts()).to_numpy(float)
-        d = np.zeros(len(a))
-        for f in features:
-            y = a[f"feat_{f}"].to_numpy(float)
-            centred = y - pd.Series(y).groupby(unit).transform("mean").to_numpy()
-            sst = pd.Series(centred ** 2).groupby(unit).transform("sum").to_numpy()
-            delta = ((a[f"pred_{f}"].to_numpy(float) - y) ** 2
-                     - (b[f"pred_{f}"].to_numpy(float) - y) ** 2)
-            # a feature constant on a unit's test samples has no R²; r2_score scores both
-            # setups alike there, so it adds no difference
-            d += np.where(sst > 0, -(n / len(features)) * delta / np.where(sst > 0, sst, 1.0),
-                          0.0)
-        out["d"] = d
-    else:
-        raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
-    return out
+    """Per unit and test sample, ``d``: A's term minus B's, each averaged over its twins, so the
+    mean of ``d`` over a unit's samples is the unit's ``metric(a) - metric(b)`` (columns repeat,
+    fold, sample_id, d; NaN: no term)."""
+    keys = ["repeat", "fold", "sample_id"]
+    ta = a[keys].assign(v=arm_terms(a, metric, features)).groupby(keys, sort=True)["v"].mean()
+    tb = b[keys].assign(v=arm_terms(b, metric, features)).groupby(keys, sort=True)["v"].mean()
+    return (ta - tb).rename("d").reset_index()
 
 
 @dataclass(frozen=True)
@@ -103,10 +109,12 @@ class Comparison:
     a: Cell
     b: Cell
     metric: str
-    result: object  # tgmatl.evaluation.stats.PairedComparison
+    result: Any  # tgmatl.evaluation.stats.PairedComparison
+    label_a: str = ""  # how a side is named when it is not a whole cell (a twin of it)
+    label_b: str = ""
 
 
-def unit_memberships(split: pd.DataFrame) -> dict[tuple[int, int], np.ndarray]:
+def unit_memberships(split: pd.DataFrame) -> dict[Unit, np.ndarray]:
     """Training sample ids of every (repeat, fold) unit of a long split table."""
     out = {}
     for r, part in split.groupby("repeat", sort=True):
@@ -116,73 +124,176 @@ def unit_memberships(split: pd.DataFrame) -> dict[tuple[int, int], np.ndarray]:
     return out
 
 
+@dataclass(frozen=True)
+class _Side:
+    """One side of a comparison on every unit: the mean terms over its twins, aligned by sample
+    id, and the twin-0 minus twin-1 differences (None with a single twin)."""
+
+    ids: dict[Unit, np.ndarray]
+    mean: dict[Unit, np.ndarray]
+    delta: dict[Unit, np.ndarray] | None
+    twins: int
+
+
+def _side(df: pd.DataFrame, metric: str, features: Sequence[str],
+          twins: Sequence[int] | None = None) -> _Side:
+    """``twins``: the twins this side averages (default: all the cell has)."""
+    v = df[["repeat", "fold", "twin", "sample_id"]].assign(v=arm_terms(df, metric, features))
+    if twins is not None:
+        v = v[v["twin"].isin(list(twins))]
+    wide = v.set_index(["repeat", "fold", "sample_id", "twin"])["v"].unstack("twin").sort_index()
+    cols = list(wide.columns)
+    ids, mean, delta = {}, {}, {}
+    for (r, f), part in wide.groupby(level=[0, 1], sort=True):
+        key = (int(r), int(f))
+        ids[key] = part.index.get_level_values(2).to_numpy(dtype=object)
+        values = part.to_numpy(float)
+        mean[key] = values.mean(axis=1)
+        if len(cols) >= 2:
+            delta[key] = values[:, 0] - values[:, 1]
+    return _Side(ids, mean, delta if len(cols) >= 2 else None, len(cols))
+
+
 def compare(preds: dict[Cell, pd.DataFrame], a: Cell, b: Cell, metric: str,
-            features: Sequence[str], train_ids: dict[tuple[int, int], np.ndarray], *,
-            alpha: float) -> Comparison:
+            features: Sequence[str], train_ids: dict[Unit, np.ndarray],
+            scenes: Mapping[Any, Any] | None, *, alpha: float,
+            twins_a: Sequence[int] | None = None,
+            twins_b: Sequence[int] | None = None) -> Comparison:
     """The paired test of ``metric(a) - metric(b)`` over the units
-    (:func:`tgmatl.evaluation.stats.compare`)."""
+    (:func:`tgmatl.evaluation.stats.compare`), clustered on ``scenes`` (sample id -> scene).
+
+    ``twins_a`` / ``twins_b``: the seed twins a side averages (default: all). With twins on
+    both sides, their differences measure each side's seed noise; the A/A control compares
+    one twin of a setup with another (``twins_a=[0], twins_b=[1]``), and the seed noise of each
+    of those sides is then measured by that setup's twin 0 - twin 1.
+    """
     from tgmatl.evaluation import stats
 
-    terms = paired_terms(preds[a], preds[b], metric, features)
-    diffs, units = [], []
-    for (r, f), part in terms.groupby(["repeat", "fold"], sort=True):
-        key = (int(r), int(f))
+    sa, sb = _side(preds[a], metric, features, twins_a), _side(preds[b], metric, features, twins_b)
+    noise_a = _noise(preds[a], metric, features, sa, twins_a)
+    noise_b = _noise(preds[b], metric, features, sb, twins_b)
+    diffs, units, deltas_a, deltas_b = [], [], [], []
+    for key in sorted(sa.ids):
         if key not in train_ids:
-            raise InputError(f"predictions of {a} hold repeat {r}, fold {f}, which the split "
-                             f"does not have (rerun the pipeline from the split stage)")
-        diffs.append(part["d"].to_numpy(float))
-        units.append(stats.Unit(int(r), part["sample_id"].to_numpy(dtype=object),
-                                train_ids[key]))
-    return Comparison(a, b, metric, stats.compare(diffs, units, alpha=alpha))
+            raise InputError(f"predictions of {a} hold repeat {key[0]}, fold {key[1]}, which "
+                             f"the split does not have (rerun the pipeline from the split stage)")
+        if key not in sb.ids or not np.array_equal(sa.ids[key], sb.ids[key]):
+            raise InputError(f"{a} and {b}: repeat {key[0]}, fold {key[1]} hold other test "
+                             f"samples (rerun the pipeline from the split stage)")
+        diffs.append(sa.mean[key] - sb.mean[key])
+        units.append(stats.Unit(key[0], sa.ids[key], train_ids[key]))
+        if noise_a is not None and noise_b is not None:
+            deltas_a.append(noise_a[0][key])
+            deltas_b.append(noise_b[0][key])
+    seed = None
+    if noise_a is not None and noise_b is not None:
+        seed = (stats.SeedNoise(deltas_a, noise_a[1]), stats.SeedNoise(deltas_b, noise_b[1]))
+    try:
+        result = stats.compare(diffs, units, alpha=alpha, groups=scenes, seed_noise=seed)
+    except ValueError as exc:
+        if "group" in str(exc):
+            raise InputError(f"{a} vs {b}, {metric}: {exc} (split.group decides how scenes "
+                             "are split; samples.parquet's scene_id names them)") from None
+        raise
+    return Comparison(a, b, metric, result,
+                      _twin_label(a, twins_a, sa.twins), _twin_label(b, twins_b, sb.twins))
+
+
+def _noise(df: pd.DataFrame, metric: str, features: Sequence[str], side: _Side,
+           twins: Sequence[int] | None) -> tuple[dict[Unit, np.ndarray], int] | None:
+    """A side's twin differences and how many twins its terms average; a side that is one
+    twin of a cell borrows the cell's twin 0 - twin 1 (None: the cell has a single twin)."""
+    if side.twins >= 2:
+        return side.delta, side.twins
+    whole = _side(df, metric, features)
+    return (whole.delta, 1) if whole.delta is not None else None
+
+
+def _twin_label(cell: Cell, twins: Sequence[int] | None, n: int) -> str:
+    name = f"{SETUP_LABELS.get(cell[1], cell[1])} [{cell[0]}]"
+    return name if twins is None else f"{name} twin {'+'.join(str(t) for t in twins)}"
 
 
 # --- the paper's findings ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class Finding:
+    """One finding of the paper. ``kind``:
+
+    - ``above``: on each backbone, ``metric(a) > metric(b)`` for every pair (one-sided);
+    - ``highest``: on each backbone, ``setup`` above every other configured setup (one-sided);
+    - ``within_margin``: on each backbone, ``|metric(a) - metric(b)| < eval.margin.<metric>``
+      (equivalence, TOST): the paper's "slightly below";
+    - ``best_backbone``: ``setup``'s metric is higher with ``backbone`` than with every other
+      configured backbone (one-sided).
+    """
+
     key: str
     text: str
     metric: str
-    # (setup a, setup b) pairs, each claiming metric(a) > metric(b) on the same backbone
+    kind: str
     pairs: tuple[tuple[str, str], ...] = ()
-    # or: claims the setup's metric is highest on this backbone among all backbones
-    best_backbone: tuple[str, str] | None = None  # (setup, backbone)
+    setup: str = ""
+    backbone: str = ""
 
 
 FINDINGS: tuple[Finding, ...] = (
-    Finding("tg_matl_acc_above_matl", "TG-MATL's accuracy is above MATL's", "accuracy",
+    Finding("tg_matl_acc_above_matl", "TG-MATL's accuracy is above MATL's", "accuracy", "above",
             (("tg_matl", "matl"),)),
     Finding("cltl_hard_acc_highest", "CLTL (Hard) has the highest accuracy of all", "accuracy",
-            (("cltl_hard", "wtl"), ("cltl_hard", "cltl"), ("cltl_hard", "matl"),
-             ("cltl_hard", "tg_matl"))),
+            "highest", setup="cltl_hard"),
     Finding("tg_matl_r2_above_cltl_matl", "TG-MATL's box R² is above CLTL's and MATL's", "r2",
-            (("tg_matl", "cltl"), ("tg_matl", "matl"))),
+            "above", (("tg_matl", "cltl"), ("tg_matl", "matl"))),
     Finding("tg_matl_r2_below_wtl", "TG-MATL's box R² is (slightly) below WTL's", "r2",
-            (("wtl", "tg_matl"),)),
+            "within_margin", (("tg_matl", "wtl"),)),
     Finding("tg_matl_r2_best_with_dinov2", "TG-MATL's box R² is highest with DINOv2", "r2",
-            best_backbone=("tg_matl", "dinov2")),
+            "best_backbone", setup="tg_matl", backbone="dinov2"),
 )
 NOT_TESTED = ("Sweep (CLIP): more random percent raises accuracy; small top percent gives the "
               "best box R² — a statement about the sampling sweep (scripts/sweep_table.py), not "
               "about one run's setups.")
 
 
-def finding_parts(f: Finding, backbones: Sequence[str]) -> list[tuple[str, Cell, Cell]]:
-    """(row, a, b) of every comparison a finding makes, ``row`` naming the backbone the row is
-    reported under."""
-    if f.best_backbone is not None:
-        setup, best = f.best_backbone
-        if best not in backbones or len(backbones) < 2:
-            return []
-        return [(best, (best, setup), (other, setup)) for other in backbones if other != best]
-    return [(b, (b, sa), (b, sb)) for b in backbones for sa, sb in f.pairs]
+@dataclass(frozen=True)
+class FindingRow:
+    """A finding on one backbone: the comparisons it makes (each ``(a, b)`` claiming
+    ``metric(a) > metric(b)``, or ``|a - b| < margin`` for ``within_margin``), or the reason it
+    cannot be judged in this run (``parts`` empty)."""
+
+    finding: Finding
+    backbone: str
+    parts: tuple[tuple[Cell, Cell], ...]
+    reason: str = ""
 
 
-def verdict(diffs: Sequence[float], p_holm: Sequence[float], alpha: float) -> str:
-    """``holds``: every part is significantly in the claimed direction; ``contradicted``: some
-    part is significantly against it; else ``inconclusive``."""
-    sig = [p < alpha for p in p_holm]
-    if all(s and d > 0 for s, d in zip(sig, diffs, strict=True)):
-        return "holds"
-    if any(s and d < 0 for s, d in zip(sig, diffs, strict=True)):
-        return "contradicted"
-    return "inconclusive"
+def finding_rows(f: Finding, backbones: Sequence[str], setups: Sequence[str]) -> list[FindingRow]:
+    """The rows (one per backbone; one in all for ``best_backbone``) of a finding in a run with
+    these backbones and setups; nothing is skipped: a row that cannot be judged says why."""
+    label = SETUP_LABELS.get
+    if f.kind == "best_backbone":
+        if f.setup not in setups:
+            return [FindingRow(f, f.backbone, (), f"{label(f.setup, f.setup)} is not in "
+                                                  "train.setups")]
+        if f.backbone not in backbones:
+            return [FindingRow(f, f.backbone, (), f"{f.backbone} is not in embed.backbones")]
+        if len(backbones) < 2:
+            return [FindingRow(f, f.backbone, (), "needs at least 2 backbones")]
+        return [FindingRow(f, f.backbone, tuple(((f.backbone, f.setup), (o, f.setup))
+                                                for o in backbones if o != f.backbone))]
+    rows = []
+    for b in backbones:
+        if f.kind == "highest":
+            others = [s for s in setups if s != f.setup]
+            if f.setup not in setups or not others:
+                what = (f"{label(f.setup, f.setup)} is not in train.setups"
+                        if f.setup not in setups else "no other setup to compare with")
+                rows.append(FindingRow(f, b, (), what))
+                continue
+            rows.append(FindingRow(f, b, tuple(((b, f.setup), (b, o)) for o in others)))
+            continue
+        missing = sorted({s for pair in f.pairs for s in pair} - set(setups))
+        if missing:
+            names = ", ".join(label(s, s) for s in missing)
+            rows.append(FindingRow(f, b, (), f"{names} not in train.setups"))
+            continue
+        rows.append(FindingRow(f, b, tuple(((b, x), (b, y)) for x, y in f.pairs)))
+    return rows

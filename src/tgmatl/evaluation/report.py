@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -227,7 +227,8 @@ tgmatl.versions` prints the current environment):
 def run_report(*, results_dir: str | Path, scores: str | Path, mi: str | Path,
                metrics_out: str | Path, plots_dir: str | Path, report_out: str | Path,
                backbones: Sequence[str], eval_params, claims_out: str | Path,
-               comparisons_out: str | Path, split: pd.DataFrame, leakage: dict | None = None,
+               comparisons_out: str | Path, split: pd.DataFrame,
+               scenes: Mapping[Any, Any] | None = None, leakage: dict | None = None,
                setups: Sequence[str] = SETUPS) -> dict:
     """Write ``table2.json``, ``comparisons.json``, ``claims.json``, ``report.md`` and the PNG
     plots; returns the Table II dict."""
@@ -246,7 +247,7 @@ def run_report(*, results_dir: str | Path, scores: str | Path, mi: str | Path,
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise InputError(f"{scores}: cannot read repeat, fold, sample_id, role, class_id, score: "
                          f"{exc}") from None
-    ev = build_evidence(results_dir, results, backbones, setups, eval_params, split)
+    ev = build_evidence(results_dir, results, backbones, setups, eval_params, split, scenes)
     classes = next(iter(results.values()))["classes"]
     with atomic_dir(plots_dir) as tmp:
         plot_metrics(results, backbones, tmp / "metrics.png", setups)
@@ -260,7 +261,8 @@ def run_report(*, results_dir: str | Path, scores: str | Path, mi: str | Path,
     # image links relative to report.md
     rel = Path(os.path.relpath(Path(plots_dir).resolve(), Path(report_out).resolve().parent))
     n_units = next(iter(results.values()))["n_units"]
-    evidence = evidence_markdown(ev, n_units, eval_params.resplit, rel.as_posix())
+    twins = int(next(iter(results.values())).get("twins", 1))
+    evidence = evidence_markdown(ev, n_units, eval_params.resplit, rel.as_posix(), twins)
     write_text(report_out, report_markdown(results, t2, mi_data, backbones, rel.as_posix(),
                                            mi_source=str(mi), evidence=evidence,
                                            leakage=leakage_markdown(leakage or {}),

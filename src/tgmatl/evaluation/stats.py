@@ -5,47 +5,51 @@ Every compared metric is a mean over a unit's test samples of per-sample terms
 difference of setups A and B is ``D_u = mean_i d[u, i]`` with ``d = terms_A - terms_B``, and the
 estimate is ``diff = mean_u D_u``.
 
-What the interval is for: the expected difference of the two *procedures* (training on
-``n_train`` samples, measured on new samples), over data sets drawn from the same population.
-``diff`` moves with the test samples drawn *and* with the training samples drawn, and the units
-share both (all folds of a repeat use one test split; the training sets of a repeat share
-(k-2)/(k-1) of their samples; without resplit every unit uses one test split), so the spread of
-``D_u`` over units misses most of it: it only says how much ``diff`` would move if the units
-were redrawn on the *same* data. A naive t over units rejects a true null 57-95 % of the time
-at alpha 0.05 in ``benchmarks/bench_calibration.py``.
+Why not the units' own spread: ``diff`` moves with the test scenes drawn *and* with the
+training samples drawn, and the units share both (all folds of a repeat use one test split; the
+training sets of a repeat share (k-2)/(k-1) of their samples), so the spread of ``D_u`` over
+units only says how much ``diff`` would move if the units were redrawn on the *same* data (a
+naive t over units rejects a true null most of the time).
 
 Methods (``compare(..., method=...)``):
 
-``"decomposed"`` (default; for both ``eval.resplit`` values): ``var = V_test + V_train``.
+``"decomposed"`` (default): ``var = V_test + V_train + V_seed``.
 
 - ``V_test``, the test-sample part: ``diff = sum_i W_i e_i`` where ``e_i`` is sample ``i``'s
   weighted mean term over the units that test it and ``W_i = sum_{u tests i} 1 / (J n_u)``.
-  Test samples are an i.i.d. draw, so ``V_test = n/(n-1) sum_i W_i² (e_i - diff)²`` (a
-  sandwich estimate over the ``n`` distinct test samples; with one fixed test split it is
-  ``var(e_i) / n``, the analytic form of a paired bootstrap over test samples). It holds the
-  unit-to-unit noise too, as ``e_i`` averages over the units.
-- ``V_train``, the training-sample part: to first order a unit's training set moves ``D_u`` by
-  ``(1/m) sum_{j in train_u} h_j`` (``h_j``: sample ``j``'s influence, variance ``s_h²``), so
-  ``diff`` carries ``sum_j v_j h_j`` with ``v_j = sum_{u trains on j} 1 / (J m_u)``, and
-  ``V_train = s_h² sum_j v_j²`` (``(k-1)²/k · S_c`` with a fixed split). Within a repeat (pool of
-  ``n_p`` samples, ``k`` folds of ``n_p/k``) the fold-to-fold variance of that term is
-  ``(n_p/k) s_h² / m²``, so ``s_h² = S_c m² k / n_p``: the delete-a-fold jackknife. ``S_c`` is
-  the *coherent* part of the fold-to-fold variance of ``D_u``: that variance minus
-  ``sum_i var_u(d[u, i]) / n²``, the part that a change of training set makes by flipping
-  single test samples independently (predictions near a boundary), which averages out over
-  units instead of shifting ``diff``. Pooled over repeats, floored at 0.
-- ``df``: Welch–Satterthwaite from ``n - 1`` (test samples) and ``sum_r (k_r - 1)`` (folds).
+  Test *scenes* are the independent draw (a herd shares background, light and appearance;
+  ``split.group: scene`` keeps them whole), so ``V_test = G/(G-1) sum_g (sum_{i in g} W_i
+  (e_i - diff))²``, a cluster-robust sandwich over the ``G`` scenes of the test samples
+  (``groups``; without it every sample is its own scene), df ``G - 1``.
+- ``V_seed``, the seed part: with seed twins (every unit trained twice), a setup's twin 0 minus
+  twin 1 per unit measures what a change of seed alone does. Its coherent part (a whole unit
+  moves; ``sigma²_c = (mean_u Delta_u² - mean_u sum_i delta_ui² / n_u²) / 2`` per twin, the
+  per-sample flips left to ``V_test``, which holds them) is independent across units:
+  ``V_seed = sum_sides sigma²_c / T_side / J`` (``T``: twins averaged).
+- ``V_train``, the training-set part: to first order a unit's training set moves ``D_u`` by
+  ``(1/m) sum_{j in train_u} h_j`` (``h_j``: sample ``j``'s influence), so ``diff`` carries
+  ``sum_j v_j h_j`` with ``v_j = sum_{u trains on j} 1 / (J m_u)``. Where the folds keep scenes
+  whole, a scene moves as one (``H_g = sum_{j in g} h_j``, variance ``s_H²``) and
+  ``V_train = s_H² sum_g v_g²``. Within a repeat (``G_p`` scenes in the pool, ``k`` folds) the
+  fold-to-fold variance of that term is ``(G_p/k) s_H² / m²``: the delete-a-fold jackknife
+  gives ``s_H² = S_c m² k / G_p``. ``S_c`` is the *coherent* fold-to-fold variance of ``D_u``
+  less the seed noise: that variance minus ``sum_i var_u(d[u, i]) / n²`` (single samples
+  flipping, which average out) minus ``sigma²_c / T`` of each side, pooled over repeats,
+  floored at 0. Without twins the seed noise cannot be told from training influence and stays
+  in ``S_c``, scaled like it (~(k-1)²/k: conservative).
+- With ``eval.resplit: true`` a sample can be a test sample of one repeat and a training
+  sample of another; the covariance of its two roles is not estimable from one survey, so the
+  test and training parts are added at correlation 1: ``(sqrt(V_test) + sqrt(V_train))²``
+  (Cauchy-Schwarz; exact bound, costs power). With a fixed test split (the default) the two
+  parts are independent.
+- ``df``: Welch–Satterthwaite over the parts (``G - 1``, ``sum_r (k_r - 1)``, ``J``).
 
-With ``eval.resplit: false`` ``V_test`` is the fixed test split's sampling variance and
-``V_train`` the training pool's; with ``true`` the same formulas hold, with weights from the
-units' actual test and training memberships. ``V_test`` is accurate (checked against fresh
-test sets from a large planted survey). ``V_train`` is conservative: ``S_c`` keeps coherent
-changes that are not first-order (e.g. another L2 picked by an inner CV: they average out over
-units), and it is a small difference of two large, noisy terms, so the floor at 0 biases it
-upward. On planted surveys (200 null data sets) the estimated variance is 1.5-2.3x the true
-one, false-positive rates 0.005-0.04 at alpha 0.05. The training part cannot be told apart
-from that noise with one data set's units (their cross-repeat covariances are too weak a
-signal); dropping it (``V_test + S²/J``) gave 9-15 % false positives for accuracy and R².
+What the interval is for: the expected difference of the two *procedures* (trained on
+``m`` samples of such surveys, with a random seed), on new scenes of the same population: both
+the survey's test scenes and its training pool are draws from it. ``V_train`` is the weak
+part: one survey's folds see only the 1/(k-1) of the training sets they do not share, so its
+estimate is noisy, and the floor makes it conservative on average (calibration:
+``benchmarks/bench_calibration.py``).
 
 ``"nadeau_bengio"``: the corrected resampled t-test (Nadeau & Bengio 2003; for repeated k-fold,
 Bouckaert & Frank 2004): ``var = (1/J + n_test/n_train) S²`` with ``S²`` the sample variance of
@@ -81,10 +85,12 @@ Benjamini–Hochberg, ``scipy.stats.false_discovery_control``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import stats as sps
 
 from tgmatl.evaluation.metrics import Retrieval, retrieve
@@ -102,11 +108,25 @@ class Unit:
 
 
 @dataclass(frozen=True)
+class SeedNoise:
+    """One side of a comparison trained with seed twins: ``deltas[u]`` = the per-sample terms of
+    twin 0 minus those of twin 1 on unit ``u``'s test samples (the order of ``diffs[u]``), and
+    ``twins``: how many twins that side's terms average (1: a single twin, as in an A/A
+    control of twin 0 against twin 1)."""
+
+    deltas: Sequence[np.ndarray]
+    twins: int
+
+
+@dataclass(frozen=True)
 class PairedComparison:
     """A - B over the units: ``diff`` and its (1 - alpha) interval, two-sided ``p_value``.
 
-    ``se`` is the standard error the interval and test use (``var_test + var_train`` for
-    ``"decomposed"``; the two parts are NaN for the other methods).
+    ``se`` is the standard error the interval and test use (``var_test + var_train +
+    var_seed``, with the resplit bound where it applies, for ``"decomposed"``; the parts are NaN
+    for the other methods). ``n_groups``: the independent test groups (scenes) ``var_test``
+    is clustered on. ``resplit_bound``: some sample is a test sample of one unit and a training
+    sample of another, so the test and training parts were added at correlation 1.
     """
 
     diff: float
@@ -120,6 +140,41 @@ class PairedComparison:
     alpha: float
     var_test: float = float("nan")
     var_train: float = float("nan")
+    var_seed: float = float("nan")
+    n_groups: int = 0
+    resplit_bound: bool = False
+
+    def p_greater(self, margin: float = 0.0) -> float:
+        """One-sided p of ``H1: A - B > margin`` (t with the comparison's df)."""
+        return _one_sided(self.diff - margin, self.se, self.df)
+
+    def p_less(self, margin: float = 0.0) -> float:
+        """One-sided p of ``H1: A - B < margin``."""
+        return _one_sided(margin - self.diff, self.se, self.df)
+
+    def bound(self, level: float, side: str) -> float:
+        """One-sided ``level`` confidence bound: ``side`` ``lower`` or ``upper``."""
+        q = float(sps.t.ppf(level, self.df)) * self.se if self.se > 0 else 0.0
+        return self.diff - q if side == "lower" else self.diff + q
+
+    def mde(self, power: float = 0.8) -> float:
+        """The smallest true difference this comparison detects with ``power`` at its two-sided
+        ``alpha`` (same standard error and df)."""
+        return minimum_detectable_effect(self.se, self.df, self.alpha, power)
+
+
+def _one_sided(excess: float, se: float, df: float) -> float:
+    if se == 0.0:
+        return 0.0 if excess > 0 else 1.0
+    return float(sps.t.sf(excess / se, df))
+
+
+def minimum_detectable_effect(se: float, df: float, alpha: float, power: float = 0.8) -> float:
+    """``(t_{1-alpha/2} + t_{power}) · se``: the true difference a two-sided level-``alpha``
+    t test with this standard error rejects with probability ``power``."""
+    if not 0.0 < power < 1.0:
+        raise ValueError(f"power: need a value in (0, 1), got {power}")
+    return float((sps.t.ppf(1.0 - alpha / 2.0, df) + sps.t.ppf(power, df)) * se)
 
 
 # --- per-sample terms -----------------------------------------------------------------------
@@ -175,11 +230,15 @@ def jackknife_map_terms(result: Retrieval) -> np.ndarray:
 # --- comparisons ----------------------------------------------------------------------------
 
 def compare(diffs: Sequence[np.ndarray], units: Sequence[Unit], *, alpha: float = 0.05,
-            method: str = "decomposed") -> PairedComparison:
+            method: str = "decomposed", groups: Mapping[Any, Any] | None = None,
+            seed_noise: tuple[SeedNoise, SeedNoise] | None = None) -> PairedComparison:
     """Compare setups A and B from ``diffs[u] = terms_A - terms_B`` on ``units[u].test_ids``.
 
-    NaN terms are left out (a sample not measured in that unit). Within a repeat all units
-    must share one test split (the protocol's design; ``"decomposed"`` relies on it).
+    ``groups``: sample id -> its independent group (the scene); the test part is clustered on
+    it (default: every sample its own group). ``seed_noise``: A's and B's twin differences
+    (module doc); without it, seed noise cannot be told from training-set influence and counts
+    as the latter (conservative). NaN terms are left out (a sample not measured in that unit).
+    Within a repeat all units must share one test split (the protocol's design).
     """
     if method not in METHODS:
         raise ValueError(f"method: unknown {method!r}; known: {', '.join(METHODS)}")
@@ -196,6 +255,7 @@ def compare(diffs: Sequence[np.ndarray], units: Sequence[Unit], *, alpha: float 
                              f"{len(unit.test_ids)} test samples")
         if np.all(np.isnan(x)):
             raise ValueError(f"diffs[{u}]: every term is NaN")
+    units, groups = _coded(units, groups)
     unit_means = np.array([np.nanmean(x) for x in d])
     diff = float(unit_means.mean())
     n_units = len(d)
@@ -203,36 +263,53 @@ def compare(diffs: Sequence[np.ndarray], units: Sequence[Unit], *, alpha: float 
         return PairedComparison(0.0, 0.0, 0.0, 1.0, 0.0, float(n_units - 1), n_units, method,
                                 alpha)
     if method == "decomposed":
-        var_test, df_test = _test_variance(d, units)
-        var_train, df_train = _train_variance(d, units)
-        var = var_test + var_train
-        df = _satterthwaite((var_test, df_test), (var_train, df_train))
+        var_test, df_test, n_groups = _test_variance(d, units, groups)
+        seed_c = 0.0
+        var_seed, df_seed = 0.0, 0.0
+        if seed_noise is not None:
+            seed_c = sum(_coherent_seed_variance(sn, d) / sn.twins for sn in seed_noise)
+            var_seed, df_seed = seed_c / n_units, float(n_units)
+        var_train, df_train = _train_variance(d, units, groups, seed_c)
+        parts = [[var_test, df_test], [var_train, df_train]]
+        bound = _roles_overlap(units)
+        if bound and var_test > 0 and var_train > 0:
+            # a sample is tested in one unit and trained on in another: the covariance of its
+            # two roles is unknown, so the parts are added at correlation 1 (Cauchy-Schwarz),
+            # the cross term shared in proportion for the df
+            cross = 2.0 * np.sqrt(var_test * var_train)
+            share = var_test / (var_test + var_train)
+            parts[0][0] += cross * share
+            parts[1][0] += cross * (1.0 - share)
+        var = parts[0][0] + parts[1][0] + var_seed
+        df = _satterthwaite(*(tuple(x) for x in parts), (var_seed, df_seed))
+        return _result(diff, var, df, n_units, method, alpha, var_test, var_train, var_seed,
+                       n_groups, bound)
+    s2 = float(unit_means.var(ddof=1))
+    df = float(n_units - 1)
+    if method == "naive":
+        var = s2 / n_units
     else:
-        s2 = float(unit_means.var(ddof=1))
-        df = float(n_units - 1)
-        if method == "naive":
-            var = s2 / n_units
-        else:
-            n_test = np.mean([np.sum(~np.isnan(x)) for x in d])
-            n_train = np.mean([len(unit.train_ids) for unit in units])
-            if n_train <= 0:
-                raise ValueError("units: train_ids are empty; nadeau_bengio needs n_train")
-            var = (1.0 / n_units + n_test / n_train) * s2
-        var_test = var_train = float("nan")
-    return _result(diff, var, df, n_units, method, alpha, var_test, var_train)
+        n_test = np.mean([np.sum(~np.isnan(x)) for x in d])
+        n_train = np.mean([len(unit.train_ids) for unit in units])
+        if n_train <= 0:
+            raise ValueError("units: train_ids are empty; nadeau_bengio needs n_train")
+        var = (1.0 / n_units + n_test / n_train) * s2
+    nan = float("nan")
+    return _result(diff, var, df, n_units, method, alpha, nan, nan, nan, 0, False)
 
 
 def _result(diff: float, var: float, df: float, n_units: int, method: str, alpha: float,
-            var_test: float, var_train: float) -> PairedComparison:
+            var_test: float, var_train: float, var_seed: float, n_groups: int,
+            bound: bool) -> PairedComparison:
     se = float(np.sqrt(max(var, 0.0)))
+    extra = (var_test, var_train, var_seed, n_groups, bound)
     if se == 0.0:  # identical non-zero differences everywhere: no spread to test against
-        return PairedComparison(diff, diff, diff, 0.0, 0.0, df, n_units, method, alpha,
-                                var_test, var_train)
+        return PairedComparison(diff, diff, diff, 0.0, 0.0, df, n_units, method, alpha, *extra)
     t = diff / se
     half = float(sps.t.ppf(1.0 - alpha / 2.0, df)) * se
     p = float(2.0 * sps.t.sf(abs(t), df))
     return PairedComparison(diff, diff - half, diff + half, min(p, 1.0), se, float(df),
-                            n_units, method, alpha, var_test, var_train)
+                            n_units, method, alpha, *extra)
 
 
 def _satterthwaite(*parts: tuple[float, float]) -> float:
@@ -241,8 +318,36 @@ def _satterthwaite(*parts: tuple[float, float]) -> float:
     return float(total * total / den) if den > 0 else float(max(df for _, df in parts))
 
 
-def _test_variance(d: list[np.ndarray], units: Sequence[Unit]) -> tuple[float, float]:
-    """Sandwich variance of ``sum_i W_i e_i`` over the test samples; df = samples - 1."""
+def _coded(units: Sequence[Unit], groups: Mapping[Any, Any] | None
+           ) -> tuple[list[Unit], np.ndarray | None]:
+    """The units with integer sample codes (hashing once: ids are often strings) and each
+    code's integer group; a sample without a group is an error naming it."""
+    ids = np.concatenate([np.concatenate([np.asarray(u.test_ids, dtype=object),
+                                          np.asarray(u.train_ids, dtype=object)])
+                          for u in units])
+    codes, uniques = pd.factorize(ids)
+    out, start = [], 0
+    for u in units:
+        a, b = len(u.test_ids), len(u.train_ids)
+        out.append(Unit(u.repeat, codes[start:start + a], codes[start + a:start + a + b]))
+        start += a + b
+    if groups is None:
+        return out, None
+    try:
+        labels = [groups[i] for i in uniques]
+    except KeyError as exc:
+        raise ValueError(f"groups: sample {exc.args[0]!r} has no group (scene id)") from None
+    return out, pd.factorize(np.asarray(labels, dtype=object).astype(str))[0]
+
+
+def _group_index(ids: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+    """[n] consecutive group index of each (coded) id: its own without ``groups``."""
+    return np.unique(ids if groups is None else groups[ids], return_inverse=True)[1]
+
+
+def _test_variance(d: list[np.ndarray], units: Sequence[Unit],
+                   groups: np.ndarray | None) -> tuple[float, float, int]:
+    """Cluster-robust sandwich variance of ``sum_i W_i e_i`` over the test groups; df = G - 1."""
     ids = np.concatenate([np.asarray(unit.test_ids) for unit in units])
     keys, index = np.unique(ids, return_inverse=True)
     weight = np.zeros(len(keys))
@@ -256,17 +361,54 @@ def _test_variance(d: list[np.ndarray], units: Sequence[Unit]) -> tuple[float, f
         np.add.at(weight, idx[ok], w)
         np.add.at(wsum, idx[ok], w * x[ok])
     seen = weight > 0
-    w, e = weight[seen], wsum[seen] / weight[seen]
-    n = int(seen.sum())
-    if n < 2:
+    if seen.sum() < 2:
         raise ValueError("units: need at least 2 distinct test samples")
+    w, e = weight[seen], wsum[seen] / weight[seen]
     total = float(np.sum(w * e))
-    return float(n / (n - 1) * np.sum(w**2 * (e - total) ** 2)), float(n - 1)
+    g = _group_index(keys[seen], groups)
+    scores = np.bincount(g, weights=w * (e - total))
+    n_groups = len(scores)
+    if n_groups < 2:
+        raise ValueError(f"units: the test samples form {n_groups} group (scene); the test "
+                         "needs at least 2 independent groups")
+    return float(n_groups / (n_groups - 1) * np.sum(scores**2)), float(n_groups - 1), n_groups
 
 
-def _train_variance(d: list[np.ndarray], units: Sequence[Unit]) -> tuple[float, float]:
-    """First-order training-sample variance from the folds' coherent spread (module doc)."""
+def _coherent_seed_variance(sn: SeedNoise, d: list[np.ndarray]) -> float:
+    """Per twin, the variance of a unit's mean term that a change of seed alone makes, less
+    the part of independent per-sample flips (which the test part already holds):
+    ``(mean_u Delta_u² - mean_u sum_i delta_ui² / n_u²) / 2``, floored at 0."""
+    if len(sn.deltas) != len(d):
+        raise ValueError(f"seed_noise: {len(sn.deltas)} delta arrays for {len(d)} units")
+    if sn.twins < 1:
+        raise ValueError(f"seed_noise: twins must be >= 1, got {sn.twins}")
+    vals = []
+    for u, (delta, x) in enumerate(zip(sn.deltas, d, strict=True)):
+        delta = np.asarray(delta, np.float64)
+        if delta.shape != x.shape:
+            raise ValueError(f"seed_noise.deltas[{u}]: shape {delta.shape}, diffs {x.shape}")
+        ok = ~np.isnan(delta)
+        n = int(ok.sum())
+        if n == 0:
+            continue
+        vals.append(np.mean(delta[ok]) ** 2 - np.sum(delta[ok] ** 2) / n**2)
+    return max(float(np.mean(vals)) / 2.0, 0.0) if vals else 0.0
+
+
+def _roles_overlap(units: Sequence[Unit]) -> bool:
+    tested = np.unique(np.concatenate([u.test_ids for u in units]))
+    trained = np.unique(np.concatenate([u.train_ids for u in units]))
+    return bool(np.intersect1d(tested, trained, assume_unique=True).size)
+
+
+def _train_variance(d: list[np.ndarray], units: Sequence[Unit],
+                    groups: np.ndarray | None, seed_c: float) -> tuple[float, float]:
+    """First-order training-set variance from the folds' coherent spread (module doc), less
+    the seed noise ``seed_c`` the twins measured, in units of the groups the folds keep whole
+    (scenes under ``split.group: scene``; samples otherwise)."""
     repeats = np.array([unit.repeat for unit in units])
+    whole = groups is not None and _folds_keep_groups(units, groups)
+    gmap = groups if whole else None
     s_h2, dfs = [], []
     for r in np.unique(repeats):
         members = np.flatnonzero(repeats == r)
@@ -291,11 +433,12 @@ def _train_variance(d: list[np.ndarray], units: Sequence[Unit]) -> tuple[float, 
             raise ValueError(f"units: repeat {r} has fewer than 2 test samples with terms")
         spread = m.mean(axis=1).var(ddof=1)
         flips = m.var(axis=0, ddof=1).sum() / n**2
-        pool = len(np.unique(np.concatenate([np.asarray(units[u].train_ids) for u in members])))
+        pool_ids = np.unique(np.concatenate([np.asarray(units[u].train_ids) for u in members]))
+        pool = len(np.unique(_group_index(pool_ids, gmap))) if len(pool_ids) else 0
         size = np.mean([len(units[u].train_ids) for u in members])
         if pool == 0 or size == 0:
             raise ValueError(f"units: repeat {r} has no training samples")
-        s_h2.append((spread - flips) * size**2 * k / pool)
+        s_h2.append((spread - flips - seed_c) * size**2 * k / pool)
         dfs.append(k - 1)
     s_h2_pooled = max(float(np.average(s_h2, weights=dfs)), 0.0)
     ids = np.concatenate([np.asarray(unit.train_ids) for unit in units])
@@ -306,7 +449,25 @@ def _train_variance(d: list[np.ndarray], units: Sequence[Unit]) -> tuple[float, 
         size = len(unit.train_ids)
         np.add.at(v, index[start:start + size], 1.0 / (len(units) * size))
         start += size
-    return s_h2_pooled * float(np.sum(v**2)), float(sum(dfs))
+    # a group moves as one (H_g = the sum of its samples' influences, variance s_h2 per
+    # group): its weight is its samples' common v_j (every unit trains on all of it or none)
+    g = _group_index(keys, gmap)
+    v_group = np.bincount(g, weights=v) / np.bincount(g)
+    return s_h2_pooled * float(np.sum(v_group**2)), float(sum(dfs))
+
+
+def _folds_keep_groups(units: Sequence[Unit], groups: np.ndarray) -> bool:
+    """Whether every unit trains on all of a group's pool samples or none (grouped folds)."""
+    for r in {u.repeat for u in units}:
+        members = [u for u in units if u.repeat == r]
+        pool = np.unique(np.concatenate([np.asarray(u.train_ids) for u in members]))
+        gp = _group_index(pool, groups)
+        for u in members:
+            inside = np.isin(pool, u.train_ids)
+            per_group = np.bincount(gp, weights=inside) / np.bincount(gp)
+            if np.any((per_group > 0) & (per_group < 1)):
+                return False
+    return True
 
 
 # --- multiple comparisons -------------------------------------------------------------------

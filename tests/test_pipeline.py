@@ -110,7 +110,8 @@ def test_repro_then_sampling_experiment(repo_root, tmp_path):
     assert claims["dinov2"]["tg_matl_acc_above_matl"]["verdict"] in (
         "holds", "contradicted", "inconclusive")
     comparisons = json.loads((work / "metrics/comparisons.json").read_text())
-    assert set(comparisons["dinov2"]) == {"vs_wtl", "vs_matl"}
+    assert set(comparisons["dinov2"]) == {"vs_wtl", "vs_matl", "mde"}
+    assert "aa_control" in claims["dinov2"]
     for name in ("metrics.png", "curves.png", "embeddings_class.png"):
         assert (work / "plots" / name).stat().st_size > 0
     assert "TG-MATL" in (work / "report.md").read_text()

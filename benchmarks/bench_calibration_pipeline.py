@@ -150,10 +150,12 @@ if __name__ == "__main__":
     ap.add_argument("--datasets", type=int, default=10)
     ap.add_argument("--out", default="")
     ap.add_argument("--smoke", action="store_true", help="tiny protocol: checks the harness")
+    ap.add_argument("--configs", default="weak,strong", help="herd strengths: weak,strong")
+    ap.add_argument("--resplit", default="false,true", help="eval.resplit values: false,true")
     args = ap.parse_args()
     SMOKE["on"] = args.smoke
-    rows = run_pipeline(args.datasets, ("weak",), (False,)) if args.smoke else \
-        run_pipeline(args.datasets)
+    rows = run_pipeline(args.datasets, tuple(args.configs.split(",")),
+                        tuple(v == "true" for v in args.resplit.split(",")))
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
     sys.exit(0)

@@ -60,3 +60,21 @@ def test_finding_parts():
     assert finding_parts(best, ["mae", "clip"]) == []  # no DINOv2: nothing to judge
     hard = next(f for f in FINDINGS if f.key == "cltl_hard_acc_highest")
     assert len(finding_parts(hard, ["clip"])) == 4
+
+
+def test_predictions_with_seed_twins_read_twin_0(tmp_path):
+    """Seed twins (train.twins): the paired statistics read each unit's twin 0."""
+    from tgmatl.config import results_file
+    from tgmatl.evaluation.comparisons import read_predictions
+
+    rng = np.random.default_rng(2)
+    one = _preds(rng, 0.1)
+    twins = pd.concat([one.assign(twin=np.int32(k)) for k in range(2)], ignore_index=True)
+    twins.loc[twins.twin == 1, "class_pred"] = 99  # must not be read
+    for setup, df in (("matl", twins), ("cltl", one)):
+        path = results_file(tmp_path, "b", setup, ".predictions.parquet")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        df.to_parquet(path)
+    got = read_predictions(tmp_path, [("b", "matl"), ("b", "cltl")])
+    assert "twin" not in got["b", "matl"] and (got["b", "matl"]["class_pred"] != 99).all()
+    pd.testing.assert_frame_equal(got["b", "matl"], got["b", "cltl"])

@@ -132,8 +132,8 @@ def stage(base: Path, n: int, dim: int, repeats: int, setups: list[str],
              "", "| process | old s | new s | speed-up | old peak MB | new peak MB | memory |",
              "|---|---|---|---|---|---|---|"]
     total = {"old": 0.0, "new": 0.0}
-    for name, run_setups, _ in procs:
-        if (("old", name)) not in times:
+    for name, _, _ in procs:
+        if ("old", name) not in times:
             continue
         (os_, om), (ns, nm) = times["old", name], times["new", name]
         total["old"] += os_

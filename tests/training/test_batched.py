@@ -1,6 +1,7 @@
 """The batched trainer: a unit trained among others equals the same unit trained alone."""
 
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -54,6 +55,7 @@ def _plans(data, train, selection: bool, source: str = "fake") -> list[UnitPlan]
     return plans
 
 
+@functools.cache  # one trace per setup for the module: epochs, patience and budget are inputs
 def _batched(setup: str, train: TrainParams = TRAIN) -> BatchedFit:
     spec = get_setup(setup)
     sampling = SAMPLING if spec.uses_sampling else None
@@ -63,6 +65,7 @@ def _batched(setup: str, train: TrainParams = TRAIN) -> BatchedFit:
                       chunk_mb=train.unit_chunk_mb)
 
 
+@functools.cache
 def _alone(setup: str, train: TrainParams = TRAIN) -> CompiledFit:
     spec = get_setup(setup)
     sampling = SAMPLING if spec.uses_sampling else None
@@ -105,45 +108,49 @@ def test_batched_units_equal_units_trained_alone(data, setup):
 def test_early_stopped_units_pick_the_same_best_epoch(data):
     train = dataclasses.replace(TRAIN, epochs=30, patience=3, min_delta=1e-3)
     plans = _plans(data, train, selection=False)
-    got = _batched("matl", train).fit(plans, train.epochs, train.patience, train.min_delta)
-    alone = _alone("matl", train)
+    got = _batched("matl").fit(plans, train.epochs, train.patience, train.min_delta)
+    alone = _alone("matl")
     for plan, g in zip(plans, got, strict=True):
         _compare(alone, plan, g, train)
     assert len({g[0].epochs for g in got}) > 1, "units should stop at different epochs"
 
 
 def test_lambda_grid_is_units_with_their_own_weights(data):
-    """matl_tuned's λ values are units of one run (per-unit task weights)."""
+    """matl_tuned's λ values are units of one run (per-unit task and criterion weights)."""
     fit = _batched("matl")
+    grid = (0.5, 0.25)
     plans = []
-    for lam in TRAIN.box_weight_grid:
+    for lam in grid:
         variant = dataclasses.replace(TRAIN, box_weight=lam)
         w = get_setup("matl").objective(variant, None).weights
         cw = get_setup("matl").validation_objective(variant).weights
         plans += [dataclasses.replace(p, task_weights=w, criterion_weights=cw)
                   for p in _plans(data, TRAIN, False)]
     got = fit.fit(plans, TRAIN.epochs, TRAIN.patience)
-    for k, lam in enumerate(TRAIN.box_weight_grid):
-        variant = dataclasses.replace(TRAIN, box_weight=lam)
-        alone = _alone("matl", variant)
+    for k, lam in enumerate(grid):
+        alone = _alone("matl", TRAIN if lam == 0.5 else dataclasses.replace(TRAIN,
+                                                                          box_weight=lam))
         for j in range(len(SIZES)):
-            _compare(alone, plans[k * len(SIZES) + j], got[k * len(SIZES) + j], variant)
+            _compare(alone, plans[k * len(SIZES) + j], got[k * len(SIZES) + j], TRAIN)
 
 
 def test_chunks_give_the_same_units_and_one_trace(data):
     plans = _plans(data, TRAIN, selection=False)
-    whole = _batched("cltl")
-    one = whole.fit(plans, TRAIN.epochs, TRAIN.patience)
-    small = dataclasses.replace(TRAIN, unit_chunk_mb=0.45)  # one unit a chunk
-    chunked = _batched("cltl", small)
-    two = chunked.fit(plans, TRAIN.epochs, TRAIN.patience)
-    again = chunked.fit(plans[:2], TRAIN.epochs, TRAIN.patience)
+    fit = _batched("cltl_hard")
+    traces = fit.traces
+    one = fit.fit(plans, TRAIN.epochs, TRAIN.patience)
+    fit.chunk_mb = 0.45  # train.unit_chunk_mb: one unit a chunk
+    try:
+        two = fit.fit(plans, TRAIN.epochs, TRAIN.patience)
+        again = fit.fit(plans[:2], TRAIN.epochs, TRAIN.patience)
+    finally:
+        fit.chunk_mb = TRAIN.unit_chunk_mb
     for a, b in zip(one, two, strict=True):
         for wa, wb in zip(a[1], b[1], strict=True):
             np.testing.assert_allclose(wa, wb, atol=TOL)
     np.testing.assert_array_equal(again[1][1][0], two[1][1][0])
-    # nothing retraced per chunk, per unit count or per call
-    assert whole.traces == 1 and chunked.traces == 1
+    # one trace for every chunk size, unit count and call
+    assert fit.traces == max(traces, 1) == 1
 
 
 def test_bad_budget_and_mixed_widths_are_named(data):

@@ -132,6 +132,22 @@ def test_regressor_selects_the_l2_with_the_best_leave_one_out_error():
     assert reg.l2_ == grid[int(np.argmin(manual))]
 
 
+@pytest.mark.parametrize(("n", "dim"), [(40, 64), (300, 16)])
+def test_regressor_equals_ridgecv_both_ways_round(n, dim):
+    """One eigendecomposition, of ZZᵀ (n < d) or ZᵀZ (n >= d): RidgeCV's alpha, LOO errors and
+    predictions, one target or several."""
+    x, _, f, train, test = first_n(n, 50, 3, dim=dim)
+    sc = StandardScaler().fit(x[train])
+    for y in (f[train], f[train, 0]):
+        ref = RidgeCV(alphas=GRID, store_cv_results=True).fit(sc.transform(x[train]), y)
+        reg = ProbeRegressor(GRID).fit(x[train], y)
+        assert reg.l2_ == ref.alpha_
+        np.testing.assert_allclose(reg.cv_mse_, np.asarray(ref.cv_results_).reshape(
+            n, -1, len(GRID)).mean(axis=(0, 1)), rtol=1e-6)
+        np.testing.assert_allclose(reg.predict(x[test]), ref.predict(sc.transform(x[test])),
+                                   rtol=1e-6, atol=1e-9)
+
+
 def test_strength_follows_the_signal():
     """Pure noise: a strong penalty (the top of the grid's range); a strong planted signal: a
     weaker one. (On noise the inner-CV curve is flat at the top, so 100 or 1000 may win.)"""

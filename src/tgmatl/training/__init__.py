@@ -13,6 +13,9 @@ Takes one backbone's ``data/embeddings/<name>.parquet``, ``data/split.parquet``,
 - :mod:`~tgmatl.training.heads`: the probe task heads (regularised linear models).
 - :mod:`~tgmatl.training.schedule`: seeds, class-balanced / shuffled batch plans.
 - :mod:`~tgmatl.training.loop`: :class:`CompiledFit`, a whole training run in one graph call.
+- :mod:`~tgmatl.training.batched`: :class:`BatchedFit`, every unit, seed twin and λ of a setup
+  trained side by side in one compiled run (stacked weights, per-unit plans, Adam and early
+  stopping); what the stages use.
 - :mod:`~tgmatl.training.combiners`: multi-task combiners of :class:`CompiledFit` (fixed weights,
   uncertainty weighting, GradNorm).
 - :mod:`~tgmatl.training.inputs`: reading and cross-checking one backbone's parquet inputs.
@@ -21,6 +24,7 @@ Takes one backbone's ``data/embeddings/<name>.parquet``, ``data/split.parquet``,
   (:func:`run_train_stage`, the ``train`` / ``train_tg`` stages).
 """
 
+from tgmatl.training.batched import BatchedFit, UnitPlan
 from tgmatl.training.combiners import (
     COMBINERS,
     Combiner,
@@ -50,12 +54,15 @@ from tgmatl.training.schedule import (
     set_determinism,
     shuffled_batches,
     stratified_order,
+    twin_rng,
+    twin_seed,
     unit_rng,
     val_bounds,
 )
 from tgmatl.training.setups import REGISTRY, Setup, get_setup
 
 __all__ = [
+    "BatchedFit",
     "COMBINERS",
     "TRAINED_SETUPS",
     "VAL_CHUNK",
@@ -71,6 +78,7 @@ __all__ = [
     "SetupInputs",
     "SetupTrainer",
     "Unit",
+    "UnitPlan",
     "GradNorm",
     "UncertaintyWeighting",
     "class_balanced_batches",
@@ -87,6 +95,8 @@ __all__ = [
     "summarise",
     "test_embeddings_table",
     "train_setup",
+    "twin_rng",
+    "twin_seed",
     "unit_rng",
     "val_bounds",
 ]

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bench_scale.py --sizes 1000 2000 --out scale.md
 
 For each N, a copy of the repository gets a demo survey of N targets (``demo.n_targets`` = N,
-``demo.n_scenes`` scaled to keep the default 2.5 targets a scene) and every stage of
+``demo.targets_per_scene`` the default 2.5 targets a scene) and every stage of
 ``dvc.yaml`` runs in order, its command taken from ``dvc.yaml`` as DVC would run it (one
 backbone, the tiny random encoder). Each stage is a child process: its wall time and peak RSS
 (``wait4``'s ``ru_maxrss``) are recorded. The embed stage's encoder cost is measured apart (the
@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from repo_copy import copy_repo  # noqa: E402
 
-TARGETS_PER_SCENE = 2.5  # the default demo's 240 targets in 96 scenes
+TARGETS_PER_SCENE = 2.5  # the default demo's demo.targets_per_scene
 
 
 def bench_params(base: dict, n: int, backbone: str, setups: list[str], epochs: int,
@@ -46,7 +46,7 @@ def bench_params(base: dict, n: int, backbone: str, setups: list[str], epochs: i
     """``params.yaml`` for a survey of ``n`` targets: one backbone, fixed epochs."""
     p = yaml.safe_load(yaml.safe_dump(base))
     p["demo"]["n_targets"] = n
-    p["demo"]["n_scenes"] = max(1, round(n / per_scene))
+    p["demo"]["targets_per_scene"] = per_scene
     p["embed"]["backbones"] = [backbone]
     p["eval"]["repeats"] = repeats
     p["train"]["setups"] = setups
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--per-scene", type=float, default=TARGETS_PER_SCENE,
-                    help="targets a scene (demo.n_scenes = N / this; default: the demo's)")
+                    help="targets a scene (demo.targets_per_scene; default: the demo's)")
     ap.add_argument("--table", type=Path, metavar="JSON",
                     help="only print the table of an earlier run's JSON (--out's)")
     ap.add_argument("--encoder-only", type=int, metavar="N", help=argparse.SUPPRESS)

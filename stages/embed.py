@@ -1,6 +1,7 @@
 """Stage `embed`: one frozen encoder (backbones.<name>) over every sample, to Parquet.
 
-A backbone with family: precomputed has its stored vectors checked and written instead.
+A backbone with family: precomputed has its stored vectors checked and written instead; one
+with family: classical gets hand-crafted descriptors (an offline baseline, not a ViT).
 """
 
 from tgmatl import cli
@@ -11,7 +12,7 @@ from tgmatl.params import read_section, read_seed
 def main(args, params):
     embed = read_section(EmbedParams, params, "embed")
     backbone = backbone_section(params, args.backbone)
-    if backbone.family != "precomputed":  # stored vectors need no TensorFlow
+    if backbone.family not in ("precomputed", "classical"):  # these need no TensorFlow
         from tgmatl.tfsetup import start_tensorflow
 
         start_tensorflow()  # first TensorFlow import: quiet where no GPU is expected

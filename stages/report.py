@@ -4,7 +4,8 @@ report.md) and PNG plots from every setup's results."""
 import pandas as pd
 
 from tgmatl import cli
-from tgmatl.config import SETUPS, EmbedParams, EvalParams, TrainParams
+from tgmatl.config import SETUPS, EmbedParams, EvalParams, TrainParams, backbone_section
+from tgmatl.embedding.backbones.classical import LABEL as CLASSICAL_LABEL
 from tgmatl.errors import InputError
 from tgmatl.evaluation.report import run_report
 from tgmatl.method.splitting import leakage
@@ -28,6 +29,9 @@ def main(args, params):
     chosen = read_section(TrainParams, params, "train").setups
     # the report's fixed order: the paper's five first, then the ones beyond the paper
     setups = [s for s in SETUPS if s in chosen or s == "tg_matl"]
+    # the classical baseline is marked in report.md's column names (issue 17)
+    labels = {b: CLASSICAL_LABEL for b in backbones
+              if backbone_section(params, b).family == "classical"}
     samples = read_samples(args.samples, ("sample_id", "class_id", "class_name", "scene_id",
                                           "image_path", "xmin", "xmax", "ymin", "ymax"))
     try:
@@ -39,7 +43,7 @@ def main(args, params):
                backbones=backbones, eval_params=ev, claims_out=args.claims,
                comparisons_out=args.comparisons, split=split,
                scenes=scene_of(samples), leakage=leakage(samples, split),
-               setups=setups)
+               setups=setups, labels=labels)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ def bench(repo_root):
 def test_commands_cover_every_stage_with_params_filled(bench, repo_root):
     base = yaml.safe_load((repo_root / "params.yaml").read_text())
     params = bench.bench_params(base, 5000, "mae", ["wtl"], epochs=2, repeats=1, per_scene=4)
-    assert params["demo"]["n_targets"] == 5000 and params["demo"]["n_scenes"] == 1250
+    assert params["demo"]["n_targets"] == 5000 and params["demo"]["targets_per_scene"] == 4
     assert params["train"]["patience"] > params["train"]["epochs"] == 2  # no early stop
     dvc_yaml = yaml.safe_load((repo_root / "dvc.yaml").read_text())
     commands = dict(bench.stage_commands(dvc_yaml, params))

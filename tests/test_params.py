@@ -36,7 +36,8 @@ def test_every_section_of_the_shipped_params_parses(params):
         section = read_section(cls, params, key)
         assert dataclasses.is_dataclass(section)
     for name in params["embed"]["backbones"]:
-        assert config.backbone_section(params, name).family in ("dinov2", "mae", "clip")
+        assert config.backbone_section(params, name).family in ("dinov2", "mae", "clip",
+                                                                 "classical")
     assert read_seed(params) == params["seed"]
 
 

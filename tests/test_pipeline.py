@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 # Small enough for ~2 minutes on 2 cores: 1 backbone, 16 scenes, 2 repeats × 3 folds, two
 # setups besides TG-MATL, a few epochs.
 TINY = {
-    "demo": {"n_scenes": 16, "width": 800, "height": 600, "n_targets": 60},
+    "demo": {"targets_per_scene": 3.75, "width": 800, "height": 600, "n_targets": 60},
     "embed": {"backbones": ["dinov2"]},
     "split": {"test_size": 0.5, "folds": 3},
     "eval": {"repeats": 2},

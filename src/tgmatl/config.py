@@ -40,10 +40,11 @@ MatrixSetup = Literal["wtl", "cltl", "cltl_hard", "matl", "matl_tuned", "matl_uw
 # --- data -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DemoParams:
-    n_scenes: int = spec(ge=1)
+    # n_targets is the size knob: scenes follow it (round(n_targets / targets_per_scene))
+    n_targets: int = spec(ge=1)
+    targets_per_scene: float = spec(ge=1.0)
     width: int = spec(ge=320)
     height: int = spec(ge=320)
-    n_targets: int = spec(ge=1)
     classes: tuple[str, ...] = spec(min_len=2)
     class_weights: tuple[float, ...] = spec(gt=0.0)
     geotiff_fraction: float = spec(ge=0.0, le=1.0)
@@ -55,6 +56,10 @@ class DemoParams:
     jpeg_quality: int = spec(ge=50, le=100)
     image_format: Literal["jpg", "png"] = spec(help="scenes not written as GeoTIFF")
     gsd_m: float = spec(gt=0.0, le=1.0, help="ground sample distance, metres per pixel")
+
+    @property
+    def n_scenes(self) -> int:
+        return max(1, round(self.n_targets / self.targets_per_scene))
 
     def validate(self, key: str) -> None:
         if len(self.class_weights) != len(self.classes):
@@ -71,11 +76,6 @@ class DemoParams:
                 raise ParamsError(f"{key}.classes: {c!r} is not usable as a folder name")
         if len(set(folded)) != len(folded):
             raise ParamsError(f"{key}.classes: duplicate class name in {list(self.classes)}")
-        if self.n_targets < self.n_scenes:
-            raise ParamsError(
-                f"{key}.n_targets: {self.n_targets} targets for {self.n_scenes} scenes; "
-                f"every scene holds at least one animal"
-            )
         if self.thermal == "band" and self.image_format == "jpg" and self.geotiff_fraction < 1:
             raise ParamsError(
                 f"{key}.thermal: 'band' adds a 4th band, which JPEG cannot hold; set "
@@ -119,6 +119,9 @@ class RandomArchParams:
 
 # The keys of an image encoder; a precomputed backbone (stored vectors) leaves them out.
 ENCODER_KEYS: tuple[str, ...] = ("image_size", "pooling", "projected", "random")
+# family classical (hand-crafted descriptors, tgmatl.embedding.backbones.classical) takes
+# family and image_size only: it has no weights, pooling, projection or architecture.
+CLASSICAL_UNUSED: tuple[str, ...] = ("weights", "pooling", "projected", "random")
 
 
 @dataclass(frozen=True)
@@ -132,10 +135,11 @@ class BackboneParams:
     and read as None.
     """
 
-    family: Literal["dinov2", "mae", "clip", "precomputed"] = spec()
-    weights: str = spec(
+    family: Literal["dinov2", "mae", "clip", "precomputed", "classical"] = spec()
+    weights: str | None = spec(
         help="'random', a keras-hub preset name or kaggle:// / hf:// handle, a keras-hub preset "
-        "folder, or a Hugging Face checkpoint folder; family precomputed: a .npy or .parquet file"
+        "folder, or a Hugging Face checkpoint folder; family precomputed: a .npy or .parquet "
+        "file; family classical: none (left out)"
     )
     image_size: int | None = spec(ge=8)  # the encoder's input size (pixels, square)
     pooling: Literal["cls", "cls_mean"] | None = spec()  # cls_mean: CLS + patch mean
@@ -146,9 +150,22 @@ class BackboneParams:
     def not_applicable(raw: Mapping) -> dict[str, str]:
         if isinstance(raw, Mapping) and raw.get("family") == "precomputed":
             return {k: "family: precomputed (stored vectors, no encoder)" for k in ENCODER_KEYS}
+        if isinstance(raw, Mapping) and raw.get("family") == "classical":
+            why = "family: classical (hand-crafted descriptors: takes image_size only)"
+            return {k: why for k in CLASSICAL_UNUSED}
         return {}
 
     def validate(self, key: str) -> None:
+        if self.family == "classical":
+            size = self.image_size
+            if size is None:
+                raise ParamsError(f"{key}.image_size: missing (required for family classical)")
+            if size < 32 or size % 8:
+                raise ParamsError(f"{key}.image_size: {size}; family classical needs a multiple "
+                                  "of 8 (its 8 x 8 HOG cell grid), at least 32")
+            return
+        if self.weights is None:
+            raise ParamsError(f"{key}.weights: missing (required for family {self.family})")
         if not self.weights.strip():
             if self.family == "precomputed":
                 raise ParamsError(f"{key}.weights: empty; family precomputed needs a .npy or "

@@ -127,7 +127,7 @@ def test_overlay_keys_must_exist_in_params():
 
 # --- a real run, tiny -------------------------------------------------------------------------
 TINY = {
-    "demo": {"n_scenes": 4, "width": 800, "height": 600, "n_targets": 24},
+    "demo": {"targets_per_scene": 6, "width": 800, "height": 600, "n_targets": 24},
 }
 
 

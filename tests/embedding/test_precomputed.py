@@ -295,7 +295,7 @@ def test_dvc_reruns_only_the_changed_backbone(repo_root, tmp_path):
     """In a git copy: a changed precomputed file reruns `sources` and its embed@ only."""
     work = copy_repo(repo_root, tmp_path / "repo")
     params = yaml.safe_load((work / "params.yaml").read_text())
-    params["demo"].update(n_scenes=4, width=800, height=600, n_targets=20)
+    params["demo"].update(targets_per_scene=5, width=800, height=600, n_targets=20)
     params["embed"]["backbones"] = ["dinov2", "pre"]
     params["backbones"]["pre"] = {"family": "precomputed", "weights": "precomputed/pre.npy"}
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCENE_EXT = (".jpg", ".png", ".tif")
 
 BASE = {
-    "n_scenes": 4, "width": 640, "height": 480, "n_targets": 20,
+    "targets_per_scene": 5, "width": 640, "height": 480, "n_targets": 20,
     "classes": ["cow", "deer", "horse"], "class_weights": [116, 51, 73],
     "geotiff_fraction": 0.5, "thermal": "file", "mixed_scene_fraction": 0.4,
     "touching_fraction": 0.15,
@@ -76,7 +76,7 @@ def small(tmp_path_factory) -> tuple[Path, dict]:
 def survey240(tmp_path_factory) -> Path:
     """The default class mix and count (240 targets), on smaller scenes to stay quick."""
     out = tmp_path_factory.mktemp("demo240") / "survey"
-    p = params(n_scenes=24, width=800, height=640, n_targets=240, geotiff_fraction=0.0,
+    p = params(targets_per_scene=10, width=800, height=640, n_targets=240, geotiff_fraction=0.0,
                thermal="none")
     generate_survey(p, 0, out)
     return out
@@ -200,7 +200,8 @@ def test_geometry_informs_class_but_overlaps(survey240):
 @pytest.mark.parametrize("fraction", [0.0, 0.4, 0.9])
 def test_mixed_scene_fraction(fraction):
     """Exchanges mix the requested share of scenes, keeping scene sizes and class totals."""
-    p = params(n_scenes=96, width=800, height=600, n_targets=240, mixed_scene_fraction=fraction)
+    p = params(targets_per_scene=2.5, width=800, height=600, n_targets=240,
+               mixed_scene_fraction=fraction)
     plans = survey_mod.plan_survey(p, np.random.default_rng(5))
     ids = [[a.class_id for a in scene] for scene in plans]
     assert len(ids) == 96 and min(map(len, ids)) >= 1
@@ -242,7 +243,8 @@ def test_thermal_animals_warmer_than_ground(small):
 
 def test_thermal_band_in_geotiff_and_png(tmp_path):
     out = tmp_path / "geo"
-    generate_survey(params(n_scenes=2, n_targets=6, thermal="band", geotiff_fraction=1.0), 3, out)
+    generate_survey(params(targets_per_scene=3, n_targets=6, thermal="band",
+                           geotiff_fraction=1.0), 3, out)
     found = scenes(out)
     assert [p.suffix for p in found] == [".tif", ".tif"]
     assert not list(out.rglob("*_thermal.tif"))
@@ -254,7 +256,7 @@ def test_thermal_band_in_geotiff_and_png(tmp_path):
             animal, ground = _warm_vs_ground(p, ds.read(4))
             assert animal > ground + 40
     out = tmp_path / "png"
-    generate_survey(params(n_scenes=2, n_targets=6, thermal="band", geotiff_fraction=0.0,
+    generate_survey(params(targets_per_scene=3, n_targets=6, thermal="band", geotiff_fraction=0.0,
                            image_format="png"), 3, out)
     for p in scenes(out):
         assert p.suffix == ".png"
@@ -264,7 +266,8 @@ def test_thermal_band_in_geotiff_and_png(tmp_path):
 
 def test_no_thermal(tmp_path):
     out = tmp_path / "none"
-    generate_survey(params(n_scenes=1, n_targets=3, thermal="none", geotiff_fraction=0.0), 0, out)
+    generate_survey(params(targets_per_scene=3, n_targets=3, thermal="none",
+                           geotiff_fraction=0.0), 0, out)
     assert not list(out.rglob("*_thermal.tif")) and len(scenes(out)) == 1
 
 
@@ -274,7 +277,7 @@ def test_unknown_class_names_get_a_body_plan_from_their_index(tmp_path):
     assert species_for("alpaca", 3) != species_for("alpaca", 4)
     assert species_for("Cow", 7) == species_for("cow", 0)
     out = tmp_path / "four"
-    p = params(n_scenes=2, n_targets=12, classes=["cow", "deer", "horse", "alpaca"],
+    p = params(targets_per_scene=6, n_targets=12, classes=["cow", "deer", "horse", "alpaca"],
                class_weights=[1, 1, 1, 1], thermal="none")
     summary = generate_survey(p, 0, out)
     assert summary["per_class"] == {"cow": 3, "deer": 3, "horse": 3, "alpaca": 3}
@@ -284,7 +287,7 @@ def test_unknown_class_names_get_a_body_plan_from_their_index(tmp_path):
 # --- atomic output ------------------------------------------------------------------------------
 def test_interrupted_run_keeps_previous_output(tmp_path, monkeypatch):
     out = tmp_path / "demo"
-    p = params(n_scenes=2, n_targets=4, thermal="none")
+    p = params(targets_per_scene=2, n_targets=4, thermal="none")
     generate_survey(p, 0, out)
     before = digest(out)
     calls = {"n": 0}
@@ -309,7 +312,8 @@ def test_interrupted_run_keeps_previous_output(tmp_path, monkeypatch):
     [
         ({"class_weights": [1, 2]}, "demo.class_weights"),
         ({"thermal": "band"}, "demo.thermal"),
-        ({"n_targets": 3}, "demo.n_targets"),
+        ({"n_targets": 0}, "demo.n_targets"),
+        ({"targets_per_scene": 0.5}, "demo.targets_per_scene"),
         ({"classes": ["cow", "Cow", "deer"]}, "demo.classes"),
         ({"classes": ["cow", "a/b", "deer"]}, "demo.classes"),
         ({"image_format": "gif"}, "demo.image_format"),
@@ -332,7 +336,7 @@ def test_thermal_band_allowed_with_png_or_all_geotiff():
     ("over", "key"),
     [
         ({"gsd_m": 0.005}, "demo.gsd_m"),  # a horse would not fit a 640x480 scene
-        ({"n_scenes": 1, "n_targets": 500}, "demo.n_targets"),
+        ({"targets_per_scene": 500, "n_targets": 500}, "demo.targets_per_scene"),
     ],
 )
 def test_survey_that_cannot_fit_names_the_key(tmp_path, over, key):
@@ -346,7 +350,7 @@ def test_stage_script_writes_the_survey(tmp_path):
     spec = importlib.util.spec_from_file_location("demo_stage", REPO / "stages" / "demo.py")
     stage = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(stage)
-    raw = {"seed": 2, "demo": {**BASE, "n_scenes": 1, "n_targets": 2, "thermal": "none"}}
+    raw = {"seed": 2, "demo": {**BASE, "targets_per_scene": 2, "n_targets": 2, "thermal": "none"}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     params_doc = yaml.safe_load((tmp_path / "params.yaml").read_text())
     stage.main(argparse.Namespace(out=str(tmp_path / "out"), params="unused"), params_doc)

@@ -69,6 +69,7 @@ def independent_counts(root, min_box_px):
 def test_hit_uav_through_tile_and_isolate(hit_uav, tmp_path, repo_root):
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
     params["data"].update(root=str(hit_uav), format="voc", ignore_classes=["DontCare"])
+    params["isolate"]["policy"] = "tile"  # the windows checked below are the tiles
     pfile = tmp_path / "params.yaml"
     pfile.write_text(yaml.safe_dump(params))
     tiles, samples, metrics = tmp_path / "tiles", tmp_path / "samples", tmp_path / "data.json"

@@ -500,6 +500,12 @@ def embed_samples(
         from tgmatl.embedding.precomputed import write_precomputed
 
         return write_precomputed(samples_dir, out, name, backbone, embed.row_group_size)
+    if backbone.family == "classical":  # hand-crafted descriptors: no TensorFlow
+        from tgmatl.embedding.backbones.classical import embed_classical
+
+        views = read_views(samples_dir, embed.bands)
+        return embed_classical(views, out, name, backbone, embed.bands, embed.row_group_size,
+                               progress=progress)
 
     from tgmatl.embedding.backbones import load_embedder
 

@@ -104,6 +104,9 @@ def check_weights(params: Mapping[str, Any], probe_timeout: float | None = None)
         except ParamsError as exc:
             problems.append(str(exc))
             continue
+        if p.family == "classical":  # hand-crafted descriptors: no weights to fetch
+            continue
+        assert p.weights is not None
         if p.weights == "random":
             problems.append(f"{key}: 'random' is the untrained demo encoder; set the paper's "
                             f"weights (a local folder; see {DEFAULT_OVERLAY})")

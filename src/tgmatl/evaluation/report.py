@@ -101,9 +101,17 @@ def _best(values: dict[str, float | None]) -> set[str]:
     return {k for k, v in known.items() if v == top}
 
 
-def table2_markdown(t2: dict, backbones: Sequence[str], setups: Sequence[str] = SETUPS) -> str:
+def _column(backbone: str, labels: Mapping[str, str] | None) -> str:
+    """A backbone's column name, with its label when it has one (issue 17: the classical
+    baseline reads "classical (not a ViT: offline baseline)")."""
+    label = (labels or {}).get(backbone)
+    return f"{backbone} ({label})" if label else backbone
+
+
+def table2_markdown(t2: dict, backbones: Sequence[str], setups: Sequence[str] = SETUPS,
+                    labels: Mapping[str, str] | None = None) -> str:
     """Rows: setups; columns: accuracy and box R² of each backbone (mean ± std, best in bold)."""
-    head = ["Setup"] + [f"{b} {m}" for b in backbones for m in ("accuracy", "R²")]
+    head = ["Setup"] + [f"{_column(b, labels)} {m}" for b in backbones for m in ("accuracy", "R²")]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     best = {(b, m): _best({s: t2[b][s][f"{m}_mean"] for s in setups})
             for b in backbones for m in ("accuracy", "r2")}
@@ -117,8 +125,10 @@ def table2_markdown(t2: dict, backbones: Sequence[str], setups: Sequence[str] = 
     return "\n".join(lines)
 
 
-def retrieval_markdown(t2: dict, backbones: Sequence[str], setups: Sequence[str] = SETUPS) -> str:
-    head = ["Setup"] + [f"{b} {m}" for b in backbones for m in ("class MAP@R", "box MAP@R")]
+def retrieval_markdown(t2: dict, backbones: Sequence[str], setups: Sequence[str] = SETUPS,
+                       labels: Mapping[str, str] | None = None) -> str:
+    head = ["Setup"] + [f"{_column(b, labels)} {m}" for b in backbones
+                        for m in ("class MAP@R", "box MAP@R")]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in setups:
         cells = [_label(s)]
@@ -177,7 +187,8 @@ Retrieval metrics never count a reference from the query's own image.
 
 def report_markdown(results: Results, t2: dict, mi: dict, backbones: Sequence[str],
                     plots_dir: str, mi_source: str = "mi.json", evidence: str = "",
-                    leakage: str = "", setups: Sequence[str] = SETUPS) -> str:
+                    leakage: str = "", setups: Sequence[str] = SETUPS,
+                    labels: Mapping[str, str] | None = None) -> str:
     any_result = next(iter(results.values()))
     units = any_result["units"]
     n_test = sorted({u["n_test"] for u in units})
@@ -198,11 +209,11 @@ of its {any_result.get("twins", 1)} seed twin(s)), each measured on its test spl
 ({", ".join(any_result["features"])}). Best of each column in bold; whether a difference is
 real is the paired tests' business (next section), not the bold's.
 
-{table2_markdown(t2, backbones, setups)}
+{table2_markdown(t2, backbones, setups, labels)}
 
 ## Retrieval in the embedding space (MAP@R, test split; WTL: L2-normalised raw embeddings)
 
-{retrieval_markdown(t2, backbones, setups)}
+{retrieval_markdown(t2, backbones, setups, labels)}
 
 {evidence}
 {leakage}
@@ -229,9 +240,10 @@ def run_report(*, results_dir: str | Path, scores: str | Path, mi: str | Path,
                backbones: Sequence[str], eval_params, claims_out: str | Path,
                comparisons_out: str | Path, split: pd.DataFrame,
                scenes: Mapping[Any, Any] | None = None, leakage: dict | None = None,
-               setups: Sequence[str] = SETUPS) -> dict:
+               setups: Sequence[str] = SETUPS, labels: Mapping[str, str] | None = None) -> dict:
     """Write ``table2.json``, ``comparisons.json``, ``claims.json``, ``report.md`` and the PNG
-    plots; returns the Table II dict."""
+    plots; returns the Table II dict. ``labels``: a note per backbone for report.md's column
+    names (the classical baseline's "not a ViT: offline baseline")."""
     from tgmatl.io import atomic_dir, write_json, write_text
 
     backbones = list(backbones)
@@ -266,7 +278,7 @@ def run_report(*, results_dir: str | Path, scores: str | Path, mi: str | Path,
     write_text(report_out, report_markdown(results, t2, mi_data, backbones, rel.as_posix(),
                                            mi_source=str(mi), evidence=evidence,
                                            leakage=leakage_markdown(leakage or {}),
-                                           setups=setups))
+                                           setups=setups, labels=labels))
     write_json(metrics_out, t2)
     write_json(comparisons_out, comparisons_json(ev))
     write_json(claims_out, claims_json(ev))

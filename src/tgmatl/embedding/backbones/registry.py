@@ -31,6 +31,11 @@ from tgmatl.embedding.backbones.weights import WeightsSource, fetch_remote_confi
 from tgmatl.params import ParamsError
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (DINOv2(), MAE(), CLIP())}
+# Families that run no Keras encoder, and the module stage embed hands them to instead.
+NON_ENCODER_FAMILIES: dict[str, str] = {
+    "precomputed": "tgmatl.embedding.precomputed (stored vectors)",
+    "classical": "tgmatl.embedding.backbones.classical (hand-crafted descriptors, not a ViT)",
+}
 
 
 def get_family(family: str, key: str = "family") -> Family:
@@ -66,13 +71,14 @@ class Embedder:
 
 def load_encoder(p: BackboneParams, key: str, seed: int) -> tuple[Encoder, WeightsSource]:
     """Build or load the float32 encoder that ``p`` (found at ``key``) describes."""
-    if p.family == "precomputed":
+    if p.family in NON_ENCODER_FAMILIES:
         raise ParamsError(
-            f"{key}.family: precomputed has no encoder; stage embed reads its stored vectors "
-            "(tgmatl.embedding.precomputed)"
+            f"{key}.family: {p.family} has no Keras encoder; stage embed runs "
+            f"{NON_ENCODER_FAMILIES[p.family]}"
         )
     family = get_family(p.family, f"{key}.family")
     wkey = f"{key}.weights"
+    assert p.weights is not None  # validated: only non-encoder families leave it out
     source = resolve(p.weights, wkey, family.preset_names)
     if source.kind == "random":
         keras.utils.set_random_seed(seed)

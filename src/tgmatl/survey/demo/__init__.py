@@ -20,7 +20,11 @@ hold; so every scene must then be a GeoTIFF (``demo.geotiff_fraction: 1``) or a 
 GeoTIFFs: EPSG:32633, north-up, ``demo.gsd_m`` pixels, scenes laid out along flight lines.
 
 Determinism: one ``numpy`` SeedSequence from ``seed``, one child stream per scene (plus one for the
-plan), writers without timestamps: same seed and params give byte-identical files.
+plan), writers without timestamps: same seed and params give byte-identical files, on every CPU:
+no numpy transcendental ufunc or BLAS call decides a pixel (their SIMD kernels round differently
+per CPU); :mod:`.exact` computes those functions from correctly rounded operations.
+
+``demo.n_targets`` sets the size; scenes follow it (``round(n_targets / targets_per_scene)``).
 """
 
 from tgmatl.survey.demo.survey import class_counts, generate_survey, plan_survey

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tgmatl.survey.demo.exact import F64, power
+
 F32 = np.float32
 
 
@@ -52,18 +54,20 @@ def smooth_step(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def ellipse_alpha(
-    x: np.ndarray, y: np.ndarray, a: float, b: float, power: float = 2.0
+    x: np.ndarray, y: np.ndarray, a: float, b: float, power_: float = 2.0
 ) -> np.ndarray:
     """Anti-aliased coverage of the superellipse |x/a|^p + |y/b|^p <= 1 (about 1 px soft edge)."""
-    ax = np.abs(x) / F32(a) + F32(1e-6)
-    by = np.abs(y) / F32(b) + F32(1e-6)
-    s = ax**power + by**power
-    f = s ** (1.0 / power)
+    # exact.power, not ``**``: numpy's power rounds differently per CPU (see exact.py)
+    ax = (np.abs(x) / F32(a) + F32(1e-6)).astype(F64)
+    by = (np.abs(y) / F32(b) + F32(1e-6)).astype(F64)
+    axp, byp = power(ax, power_), power(by, power_)
+    s = axp + byp
+    f = power(s, 1.0 / power_)
     # distance to the outline ~ (f - 1) / |grad f|; grad of the p-norm, written out
-    gx = ax ** (power - 1) / F32(a)
-    gy = by ** (power - 1) / F32(b)
-    grad = np.sqrt(gx * gx + gy * gy) * f ** (1.0 - power) + F32(1e-6)
-    return np.clip(F32(0.5) - (f - 1) / grad, 0.0, 1.0).astype(F32)
+    gx = axp / ax / a
+    gy = byp / by / b
+    grad = np.sqrt(gx * gx + gy * gy) * (f / s) + 1e-6
+    return np.clip(0.5 - (f - 1) / grad, 0.0, 1.0).astype(F32)
 
 
 def clip_window(

@@ -22,7 +22,8 @@ from tgmatl.survey.demo.species import Species
 from tgmatl.survey.demo.sprites import Sprite, Sun, render_animal, render_bush, shadow_patch
 from tgmatl.survey.demo.terrain import SHADOW_TINT, render_terrain
 
-GAP_PX = 4  # free-standing animals keep at least this gap to anything else
+GAP_M = 0.8  # free-standing animals keep this gap (metres) to anything else where they can
+GAP_MIN_PX = 4  # ... and at least this many pixels in a crowded scene
 
 
 class PlacementError(RuntimeError):
@@ -118,19 +119,23 @@ def _grow(mask: np.ndarray, pad: int) -> np.ndarray:
 
 
 def _place_free(
-    rng: np.random.Generator, lay: _Layout, sprite: Sprite, herd: tuple[float, float]
+    rng: np.random.Generator, lay: _Layout, sprite: Sprite, herd: tuple[float, float],
+    gsd_m: float,
 ) -> tuple[int, int] | None:
     h, w = lay.shape
     box = _local_box(sprite.mask)
-    grown = _grow(sprite.mask, GAP_PX)
+    # grazing animals keep ~a metre apart; a crowded scene falls back to GAP_MIN_PX
+    wide = max(GAP_MIN_PX, round(GAP_M / gsd_m))
+    gaps = {wide: _grow(sprite.mask, wide), GAP_MIN_PX: _grow(sprite.mask, GAP_MIN_PX)}
     spread = 0.22 * min(h, w)
     for attempt in range(400):
         if attempt < 100:  # herds: most animals near the herd's centre
             cy, cx = rng.normal(herd[0], spread), rng.normal(herd[1], spread)
         else:
             cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        gap = wide if attempt < 300 else GAP_MIN_PX
         y0, x0 = round(cy - sprite.size / 2), round(cx - sprite.size / 2)
-        if lay.inside(box, y0, x0) and lay.free(grown, GAP_PX, y0, x0):
+        if lay.inside(box, y0, x0) and lay.free(gaps[gap], gap, y0, x0):
             return y0, x0
     return None
 
@@ -195,7 +200,7 @@ def render_scene(
             heading = rng.uniform(0, 2 * math.pi)
             sprite = render_animal(rng, sp, heading, gsd_m, sun)
         if spot is None:
-            spot = _place_free(rng, lay, sprite, herd)
+            spot = _place_free(rng, lay, sprite, herd, gsd_m)
         if spot is None:
             raise PlacementError(
                 f"could not place animal {len(lay.placed) + 1} of {len(plan)} "

@@ -60,7 +60,7 @@ _COW = Species(
         Coat("fleckvieh", 0.25, (0.93, 0.90, 0.84), "patches", second=(0.55, 0.30, 0.14),
              head=(0.94, 0.92, 0.86)),
         Coat("angus", 0.20, (0.09, 0.08, 0.08)),
-        Coat("limousin", 0.20, (0.66, 0.42, 0.22), stripe=0.05),
+        Coat("charolais", 0.20, (0.90, 0.86, 0.74), stripe=0.03),
     ),
 )
 _HORSE = Species(
@@ -73,8 +73,7 @@ _HORSE = Species(
         Coat("bay", 0.30, (0.43, 0.25, 0.13), mane=(0.07, 0.06, 0.06)),
         Coat("grey", 0.20, (0.80, 0.79, 0.76), "dapple", second=(0.55, 0.55, 0.54),
              mane=(0.70, 0.70, 0.68)),
-        Coat("black", 0.10, (0.10, 0.09, 0.09), mane=(0.05, 0.05, 0.05)),
-        Coat("palomino", 0.10, (0.84, 0.68, 0.42), mane=(0.93, 0.88, 0.76)),
+        Coat("palomino", 0.20, (0.84, 0.68, 0.42), mane=(0.93, 0.88, 0.76)),
     ),
 )
 _DEER = Species(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from tgmatl.survey.demo.exact import F64, gauss, sincos
 from tgmatl.survey.demo.noise import F32, ellipse_alpha, fbm, smooth_step, value_noise
 from tgmatl.survey.demo.species import Coat, Species
 
@@ -73,10 +74,10 @@ def _dome(u: np.ndarray, v: np.ndarray, a: float, b: float) -> np.ndarray:
 def _lambert(height: np.ndarray, sun: Sun) -> np.ndarray:
     """Brightness of a height field lit by ``sun``, 1.0 for flat ground."""
     gy, gx = np.gradient(height)
-    n = np.stack([-gx, -gy, np.ones_like(gx)], axis=-1)
-    n /= np.linalg.norm(n, axis=-1, keepdims=True)
     s = sun.vector()
-    return np.clip((n @ s) / s[2], 0.4, 1.15).astype(F32)
+    # written out, not ``n @ s`` / np.linalg.norm: BLAS rounds differently per CPU kernel
+    dot = -gx * s[0] - gy * s[1] + s[2]
+    return np.clip(dot / np.sqrt(gx * gx + gy * gy + 1) / s[2], 0.4, 1.15).astype(F32)
 
 
 def _pick_coat(rng: np.random.Generator, coats: tuple[Coat, ...]) -> Coat:
@@ -127,8 +128,8 @@ def render_animal(
     tail_c = np.array([-0.92 * a, 0.0]) + 0.5 * tail * dt
     ear_len = sp.ears * head_len / max(head_fs, 0.6)
     reach = max(
-        float(np.linalg.norm(head_c)) + 0.5 * head_len + ear_len,
-        float(np.linalg.norm(tail_c)) + 0.5 * tail,
+        math.hypot(*head_c) + 0.5 * head_len + ear_len,
+        math.hypot(*tail_c) + 0.5 * tail,
         math.hypot(a, b),
     )
     size = 2 * math.ceil(reach) + 6
@@ -137,15 +138,15 @@ def render_animal(
 
     # coverage and height per part
     vt = v / (1 - F32(sp.taper) * np.clip(u / F32(a), -1, 1))
-    body = ellipse_alpha(u, vt, a, b, power=2.7)
+    body = ellipse_alpha(u, vt, a, b, power_=2.7)
     hgt = _dome(u, vt, a * 1.05, b * 1.05) * F32(b)
     nu, nv = _local(u, v, *neck_c, 0.6 * turn)
     nv = nv / (1 - F32(neck_k) * np.clip(nu / F32(neck_half), -1, 1))
-    neck = ellipse_alpha(nu, nv, neck_half, 0.5 * neck_w, power=2.4)
+    neck = ellipse_alpha(nu, nv, neck_half, 0.5 * neck_w, power_=2.4)
     hgt = np.maximum(hgt, _dome(nu, nv, neck_half * 1.05, 0.55 * neck_w) * F32(0.5 * neck_w))
     hu, hv = _local(u, v, *head_c, turn)
     hv_t = hv / (1 - F32(0.3) * np.clip(hu / F32(0.5 * head_len), -1, 1))  # narrower muzzle
-    head = ellipse_alpha(hu, hv_t, 0.5 * head_len, 0.5 * head_w, power=2.3)
+    head = ellipse_alpha(hu, hv_t, 0.5 * head_len, 0.5 * head_w, power_=2.3)
     hgt = np.maximum(hgt, _dome(hu, hv_t, 0.55 * head_len, 0.55 * head_w) * F32(0.35 * head_w))
     ears = np.zeros_like(body)
     if ear_len > 1.0:
@@ -171,14 +172,14 @@ def render_animal(
         rgb += head_only * (np.array(coat.head, F32) - rgb)
     mane_rgb = np.array(coat.mane if coat.mane is not None else coat.base, F32)
     if coat.mane is not None:
-        mane = neck * np.exp(-((nv / F32(0.14 * neck_w)) ** 2)) * F32(0.75)
+        mane = neck * gauss(nv / F32(0.14 * neck_w)).astype(F32) * F32(0.75)
         rgb += (mane * (1 - head))[..., None] * (mane_rgb - rgb)
     rgb += tail_a[..., None] * (mane_rgb * F32(0.8) - rgb)
     shade = _lambert(hgt, sun)
     rgb = np.clip(rgb * (F32(0.35) + F32(0.65) * shade)[..., None], 0, 1)
 
     # surface temperature: head and trunk warmest; ears and tail cooler; dark coats absorb sun
-    lum = rgb @ np.array([0.3, 0.59, 0.11], F32)
+    lum = rgb[..., 0] * F32(0.3) + rgb[..., 1] * F32(0.59) + rgb[..., 2] * F32(0.11)
     heat = F32(sp.heat + rng.normal(0.0, 0.02)) + F32(0.04) * (1 - lum) + F32(0.04) * (shade - 1)
     heat += F32(0.04) * head - F32(0.08) * np.maximum(ears - head, 0) - F32(0.1) * tail_a
 
@@ -220,7 +221,8 @@ def _coat_rgb(
     if mix is not None:
         rgb = rgb + mix[..., None] * (second - rgb)
     if coat.stripe:
-        rgb = rgb * (1 - F32(coat.stripe) * np.exp(-((v / F32(0.22 * b)) ** 2)))[..., None]
+        stripe = F32(coat.stripe) * gauss(v / F32(0.22 * b)).astype(F32)
+        rgb = rgb * (1 - stripe)[..., None]
     fur = F32(1.0) + F32(0.05) * (rng.random((size, size), dtype=F32) - F32(0.5))
     return (rgb * fur[..., None]).astype(F32)
 
@@ -242,11 +244,17 @@ def render_bush(
         cx, cy = off * math.cos(ang), off * math.sin(ang)
         dx, dy = x - F32(cx), y - F32(cy)
         rr = np.sqrt(dx * dx + dy * dy)
-        theta = np.arctan2(dy, dx)
-        edge = np.ones_like(rr)
-        for k in range(2, 6):  # wobbly outline
-            edge += F32(rng.uniform(0, 0.12) / k * 2) * np.cos(k * theta + F32(rng.uniform(0, 6.3)))
-        edge *= F32(r)
+        # wobbly outline: sum of cos(k theta + phase), k = 2..5, from (cos theta, sin theta) by
+        # complex powers (no arctan2 / cos: see exact.py)
+        inv = np.where(rr > 0, 1 / np.maximum(rr, F32(1e-9)), F32(0)).astype(F64)
+        c1, s1 = dx * inv + (rr == 0), dy * inv
+        ck, sk = c1 * c1 - s1 * s1, 2 * c1 * s1
+        edge = np.ones(rr.shape, F64)
+        for k in range(2, 6):
+            amp, (sp, cp) = rng.uniform(0, 0.12) / k * 2, sincos(rng.uniform(0, 6.3))
+            edge += amp * (ck * cp - sk * sp)
+            ck, sk = ck * c1 - sk * s1, ck * s1 + sk * c1
+        edge = (edge * r).astype(F32)
         alpha = np.maximum(alpha, np.clip(edge - rr + F32(0.5), 0, 1))
         hgt = np.maximum(hgt, np.sqrt(np.clip(1 - (rr / edge) ** 2, 0, 1)) * F32(0.8 * r))
     fine = [max(radius_px / 3, 2.0), 3.0, 1.5] if tussock else [max(radius_px / 3, 2.0), 6.0, 2.5]

@@ -52,7 +52,7 @@ def _footprint_px(p: DemoParams) -> float:
         length = sp.body_len_m * (1 + sp.neck + sp.head)
         areas.append(0.8 * length * sp.body_len_m * sp.width_ratio / p.gsd_m**2)
     w = np.asarray(p.class_weights, float)
-    return float(np.dot(areas, w / w.sum()))
+    return sum(a * wi for a, wi in zip(areas, (w / w.sum()).tolist(), strict=True))
 
 
 def scene_capacity(p: DemoParams) -> int:
@@ -73,7 +73,7 @@ def check_fits(p: DemoParams) -> None:
     if p.n_targets > cap * p.n_scenes:
         raise ParamsError(
             f"{KEY}.n_targets: {p.n_targets} targets do not fit in {p.n_scenes} scenes of "
-            f"{p.width}x{p.height} px (at most {cap} per scene); raise {KEY}.n_scenes"
+            f"{p.width}x{p.height} px (at most {cap} per scene); lower {KEY}.targets_per_scene"
         )
 
 
@@ -179,7 +179,7 @@ def generate_survey(params: DemoParams, seed: int, out_dir: Path) -> dict:
             except PlacementError as exc:
                 raise ParamsError(
                     f"{KEY}.n_targets: {name}: {exc}; lower {KEY}.n_targets or raise "
-                    f"{KEY}.n_scenes / {KEY}.width / {KEY}.height"
+                    f"{KEY}.width / {KEY}.height or lower {KEY}.targets_per_scene"
                 ) from None
             ids = [b[0] for b in res.boxes]
             majority = int(np.argmax(np.bincount(ids, minlength=len(p.classes))))

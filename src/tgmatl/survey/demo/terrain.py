@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tgmatl.survey.demo.exact import sincos
 from tgmatl.survey.demo.noise import F32, blend, clip_window, darken, fbm, smooth_step, value_noise
 from tgmatl.survey.demo.sprites import Sun, render_bush, shadow_patch
 
@@ -108,8 +109,9 @@ def _tracks(
     amp, period = rng.uniform(0, 6) * px, rng.uniform(40, 120) * px
     phase, offset = rng.uniform(0, 2 * math.pi), rng.uniform(-0.35, 0.35) * min(h, w)
     k = F32(2 * math.pi / period)
-    centre = F32(offset) + F32(amp) * np.sin(k * s + F32(phase))
-    slope = F32(amp) * k * np.cos(k * s + F32(phase))
+    sin, cos = sincos(k * s + F32(phase))  # not np.sin / np.cos: see exact.py
+    centre = F32(offset) + F32(amp) * sin.astype(F32)
+    slope = F32(amp) * k * cos.astype(F32)
     d = np.abs(t - centre) / np.sqrt(1 + slope * slope)  # distance across the track
     gauge, half = 0.85 * px, rng.uniform(0.15, 0.25) * px
     near = np.nonzero(d < F32(gauge + half + 2.0))  # only the track's own pixels from here on

@@ -8,8 +8,8 @@ processes of one backbone as DVC would (``train``: every setup of ``train.setups
 ``wait4``. The old code runs from another checkout's ``src`` (``--base``, e.g. a ``git worktree``
 of the commit before) with that checkout's ``params.yaml``; this checkout's runs with its own
 (seed twins in). Old and new run at the same time, one thread each, so that the other users of
-the machine slow both alike; the one that finishes first leaves the other more CPU, which makes
-the measured ratio an underestimate.
+the machine slow both alike; the one that finishes last has the CPU to itself at the end, which
+favours it (the table's ratio leans toward the slower code).
 """
 
 from __future__ import annotations

@@ -32,8 +32,9 @@ tensorflow_version (+ seed, random_arch when untrained). :func:`read_embeddings`
 
 A backbone with ``family: precomputed`` brings its own vectors (a ``.npy`` or ``.parquet`` file,
 :mod:`tgmatl.embedding.precomputed`): no images are read and no encoder runs; the output has the
-same
-columns, with metadata describing the file instead of an encoder.
+same columns, with metadata describing the file instead of an encoder. One with ``family:
+classical`` gets hand-crafted descriptors (:mod:`tgmatl.embedding.backbones.classical`, not a
+ViT: an offline baseline), computed without TensorFlow, in the same contract.
 """
 
 from __future__ import annotations

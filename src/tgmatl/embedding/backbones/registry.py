@@ -73,7 +73,7 @@ def load_encoder(p: BackboneParams, key: str, seed: int) -> tuple[Encoder, Weigh
     """Build or load the float32 encoder that ``p`` (found at ``key``) describes."""
     if p.family in NON_ENCODER_FAMILIES:
         raise ParamsError(
-            f"{key}.family: {p.family} has no Keras encoder; stage embed runs "
+            f"{key}.family: {p.family} has no encoder to load; stage embed runs "
             f"{NON_ENCODER_FAMILIES[p.family]}"
         )
     family = get_family(p.family, f"{key}.family")

@@ -110,8 +110,6 @@ class Comparison:
     b: Cell
     metric: str
     result: Any  # tgmatl.evaluation.stats.PairedComparison
-    label_a: str = ""  # how a side is named when it is not a whole cell (a twin of it)
-    label_b: str = ""
 
 
 def unit_memberships(split: pd.DataFrame) -> dict[Unit, np.ndarray]:
@@ -169,9 +167,14 @@ def compare(preds: dict[Cell, pd.DataFrame], a: Cell, b: Cell, metric: str,
     """
     from tgmatl.evaluation import stats
 
-    sa, sb = _side(preds[a], metric, features, twins_a), _side(preds[b], metric, features, twins_b)
-    noise_a = _noise(preds[a], metric, features, sa, twins_a)
-    noise_b = _noise(preds[b], metric, features, sb, twins_b)
+    # every twin of a cell once (the A/A control's two sides are one cell): its twin 0 -
+    # twin 1 measures the seed noise of any side drawn from it
+    whole_a = _side(preds[a], metric, features)
+    whole_b = whole_a if b == a else _side(preds[b], metric, features)
+    sa = whole_a if twins_a is None else _side(preds[a], metric, features, twins_a)
+    sb = whole_b if twins_b is None else _side(preds[b], metric, features, twins_b)
+    noise_a = None if whole_a.delta is None else (whole_a.delta, sa.twins)
+    noise_b = None if whole_b.delta is None else (whole_b.delta, sb.twins)
     diffs, units, deltas_a, deltas_b = [], [], [], []
     for key in sorted(sa.ids):
         if key not in train_ids:
@@ -195,23 +198,7 @@ def compare(preds: dict[Cell, pd.DataFrame], a: Cell, b: Cell, metric: str,
             raise InputError(f"{a} vs {b}, {metric}: {exc} (split.group decides how scenes "
                              "are split; samples.parquet's scene_id names them)") from None
         raise
-    return Comparison(a, b, metric, result,
-                      _twin_label(a, twins_a, sa.twins), _twin_label(b, twins_b, sb.twins))
-
-
-def _noise(df: pd.DataFrame, metric: str, features: Sequence[str], side: _Side,
-           twins: Sequence[int] | None) -> tuple[dict[Unit, np.ndarray], int] | None:
-    """A side's twin differences and how many twins its terms average; a side that is one
-    twin of a cell borrows the cell's twin 0 - twin 1 (None: the cell has a single twin)."""
-    if side.twins >= 2:
-        return side.delta, side.twins
-    whole = _side(df, metric, features)
-    return (whole.delta, 1) if whole.delta is not None else None
-
-
-def _twin_label(cell: Cell, twins: Sequence[int] | None, n: int) -> str:
-    name = f"{SETUP_LABELS.get(cell[1], cell[1])} [{cell[0]}]"
-    return name if twins is None else f"{name} twin {'+'.join(str(t) for t in twins)}"
+    return Comparison(a, b, metric, result)
 
 
 # --- the paper's findings ----------------------------------------------------------------------

@@ -120,7 +120,7 @@ class RandomArchParams:
 # The keys of an image encoder; a precomputed backbone (stored vectors) leaves them out.
 ENCODER_KEYS: tuple[str, ...] = ("image_size", "pooling", "projected", "random")
 # family classical (hand-crafted descriptors, tgmatl.embedding.backbones.classical) takes
-# family and image_size only: it has no weights, pooling, projection or architecture.
+# family, image_size and components only: it has no weights, pooling, projection or architecture.
 CLASSICAL_UNUSED: tuple[str, ...] = ("weights", "pooling", "projected", "random")
 
 
@@ -145,15 +145,21 @@ class BackboneParams:
     pooling: Literal["cls", "cls_mean"] | None = spec()  # cls_mean: CLS + patch mean
     projected: bool | None = spec()  # clip only: CLS through CLIP's image projection
     random: RandomArchParams | None = spec()
+    # family classical only: principal axes each view's descriptor is reduced to
+    components: int | None = spec(ge=1)
 
     @staticmethod
     def not_applicable(raw: Mapping) -> dict[str, str]:
-        if isinstance(raw, Mapping) and raw.get("family") == "precomputed":
-            return {k: "family: precomputed (stored vectors, no encoder)" for k in ENCODER_KEYS}
-        if isinstance(raw, Mapping) and raw.get("family") == "classical":
-            why = "family: classical (hand-crafted descriptors: takes image_size only)"
+        family = raw.get("family") if isinstance(raw, Mapping) else None
+        if family == "classical":
+            why = "family: classical (hand-crafted descriptors: takes image_size and components)"
             return {k: why for k in CLASSICAL_UNUSED}
-        return {}
+        # components reduces hand-crafted descriptors; an encoder's vectors are used as they are
+        out = {"components": f"family: {family} (components is for family classical only)"}
+        if family == "precomputed":
+            out.update({k: "family: precomputed (stored vectors, no encoder)"
+                        for k in ENCODER_KEYS})
+        return out
 
     def validate(self, key: str) -> None:
         if self.family == "classical":
@@ -163,6 +169,8 @@ class BackboneParams:
             if size < 32 or size % 8:
                 raise ParamsError(f"{key}.image_size: {size}; family classical needs a multiple "
                                   "of 8 (its 8 x 8 HOG cell grid), at least 32")
+            if self.components is None:
+                raise ParamsError(f"{key}.components: missing (required for family classical)")
             return
         if self.weights is None:
             raise ParamsError(f"{key}.weights: missing (required for family {self.family})")

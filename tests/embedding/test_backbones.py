@@ -192,7 +192,7 @@ def test_no_encoder_is_built_for_a_precomputed_backbone():
                         "backbones.pre")
     with pytest.raises(ParamsError, match=r"backbones\.pre\.family: precomputed has no encoder"):
         load_encoder(pre, "backbones.pre", 0)
-    hand = parse_section(BackboneParams, {"family": "classical", "image_size": 64},
+    hand = parse_section(BackboneParams, {"family": "classical", "image_size": 64, "components": 8},
                          "backbones.hand")
     with pytest.raises(ParamsError, match=r"backbones\.hand\.family: classical has no encoder"):
         load_encoder(hand, "backbones.hand", 0)

@@ -23,7 +23,8 @@ N = 16
 
 
 def classical(**over) -> BackboneParams:
-    return parse_section(BackboneParams, {"family": "classical", "image_size": 64, **over},
+    return parse_section(BackboneParams, {"family": "classical", "image_size": 64, "components": 8,
+                                          **over},
                          "backbones.hand")
 
 
@@ -87,7 +88,18 @@ def test_params_take_family_and_image_size_only():
         with pytest.raises(ParamsError, match=r"backbones\.hand\.image_size"):
             classical(image_size=size)
     with pytest.raises(ParamsError, match=r"backbones\.hand\.image_size: missing"):
-        parse_section(BackboneParams, {"family": "classical"}, "backbones.hand")
+        parse_section(BackboneParams, {"family": "classical", "components": 8}, "backbones.hand")
+    with pytest.raises(ParamsError, match=r"backbones\.hand\.components: missing"):
+        parse_section(BackboneParams, {"family": "classical", "image_size": 64}, "backbones.hand")
+    with pytest.raises(ParamsError, match=r"backbones\.hand\.components"):
+        classical(components=0)
+    with pytest.raises(ParamsError, match=r"backbones\.vit\.components: not used with family: "
+                                          "dinov2"):
+        parse_section(BackboneParams, {"family": "dinov2", "weights": "random", "image_size": 56,
+                                       "pooling": "cls", "projected": False, "components": 8,
+                                       "random": {"patch_size": 14, "hidden_dim": 8,
+                                                  "num_layers": 1, "num_heads": 1,
+                                                  "mlp_dim": 8}}, "backbones.vit")
     with pytest.raises(ParamsError, match=r"backbones\.vit\.weights: missing"):
         parse_section(BackboneParams, {"family": "dinov2", "image_size": 56, "pooling": "cls",
                                        "projected": False, "random": {}}, "backbones.vit")
@@ -102,7 +114,8 @@ def test_embeddings_are_deterministic_standardised_and_informative(samples, tmp_
     np.testing.assert_allclose(x.mean(axis=0), 0, atol=1e-5)
     assert meta["family"] == "classical" and meta["not_a_vit"] == "true"
     assert meta["offline_baseline"] == "true" and meta["label"] == "not a ViT: offline baseline"
-    assert meta["untrained"] == "false" and int(meta["dim"]) == x.shape[1]
+    assert meta["untrained"] == "false" and int(meta["dim"]) == x.shape[1] == 8
+    assert int(meta["descriptor_dim"]) > 8 and 0 < float(meta["variance_kept"]) < 1
     again = tmp_path / "b.parquet"
     embed_samples(samples, again, "hand", classical(), embed_params(), 0, progress=False)
     np.testing.assert_array_equal(read_embeddings(again)[1], x)
@@ -136,7 +149,8 @@ def test_an_image_too_small_names_the_sample(tmp_path):
 
 def test_stage_script_needs_no_tensorflow(samples, tmp_path):
     params = {"seed": 0, "embed": {**vars(embed_params()), "backbones": ["hand"]},
-              "backbones": {"hand": {"family": "classical", "image_size": 64}}}
+              "backbones": {"hand": {"family": "classical", "image_size": 64,
+                                     "components": 8}}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     check = (
         "import runpy, sys\nsys.argv = sys.argv[1:]\ntry:\n"
@@ -152,3 +166,20 @@ def test_stage_script_needs_no_tensorflow(samples, tmp_path):
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert read_embeddings(out)[2]["family"] == "classical"
+
+
+def test_principal_axes_keep_distances_and_fix_signs():
+    from tgmatl.embedding.backbones.classical import principal_axes
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 5)) @ rng.normal(size=(5, 40))  # rank 5 in 40 dimensions
+    z, kept = principal_axes(x, 5)
+    assert z.shape == (12, 5) and kept == pytest.approx(1.0)
+    d = lambda a: ((a[:, None] - a[None]) ** 2).sum(-1)  # noqa: E731
+    np.testing.assert_allclose(d(z), d(x), rtol=1e-4, atol=1e-3)  # a rotation on the span
+    z2, kept2 = principal_axes(x, 2)
+    np.testing.assert_allclose(z2, z[:, :2], atol=1e-5)
+    assert 0 < kept2 < 1
+    # the sign of each axis does not depend on the data's sign convention: -x gives -z
+    np.testing.assert_allclose(principal_axes(-x, 5)[0], -z, atol=1e-4)
+    assert principal_axes(x, 100)[0].shape == (12, 12)  # no more axes than samples

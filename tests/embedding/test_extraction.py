@@ -252,7 +252,8 @@ def test_stage_script(samples, tmp_path, capsys):
     params = {
         "seed": 0,
         "embed": {**vars(embed_params()), "backbones": ["mae"]},
-        "backbones": {"mae": {**backbone("mae").__dict__, "random": dict(TINY)}},
+        "backbones": {"mae": {**{k: v for k, v in backbone("mae").__dict__.items()
+                                if v is not None}, "random": dict(TINY)}},
     }
     out = tmp_path / "emb" / "mae.parquet"
     args = Namespace(backbone="mae", samples=str(samples), out=str(out), params="unused")

@@ -153,6 +153,18 @@ def test_chunks_give_the_same_units_and_one_trace(data):
     assert fit.traces == max(traces, 1) == 1
 
 
+def test_chunk_bounds_are_few_and_even():
+    from tgmatl.training.batched import chunk_bounds
+
+    # greedy packing needs 2 chunks for 32 equal units under a budget of 31: 16 and 16, not
+    # 31 and 1 (a chunk runs until its last unit stops)
+    assert chunk_bounds([1.0] * 32, 31) == [(0, 16), (16, 32)]
+    assert chunk_bounds([1.0] * 32, 32) == [(0, 32)]
+    assert chunk_bounds([1.0] * 5, 2) == [(0, 2), (2, 4), (4, 5)]
+    # an even split that would not fit keeps the greedy one
+    assert chunk_bounds([3.0, 1.0, 1.0, 1.0], 3) == [(0, 1), (1, 4)]
+
+
 def test_bad_budget_and_mixed_widths_are_named(data):
     plans = _plans(data, TRAIN, selection=False)
     tiny = _batched("cltl", dataclasses.replace(TRAIN, unit_chunk_mb=0.01))

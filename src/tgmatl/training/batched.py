@@ -74,6 +74,26 @@ def unit_bytes(sizes: Sequence[int], width: int, steps: int, epochs: int, n_val:
     return 4 * floats
 
 
+def chunk_bounds(costs: Sequence[float], budget: float) -> list[tuple[int, int]]:
+    """``[start, stop)`` of consecutive chunks whose summed ``costs`` fit ``budget``: as few as
+    greedy packing needs, split evenly where that fits (else the greedy split). Why even: a
+    chunk runs until its last unit stops, so a greedy split (say 31 units and 1) pays a whole
+    second run for one unit."""
+    n = len(costs)
+    greedy, start = [], 0
+    while start < n:
+        used, stop = 0.0, start
+        while stop < n and used + costs[stop] <= budget:
+            used += costs[stop]
+            stop += 1
+        greedy.append((start, stop))
+        start = stop
+    size = -(-n // max(len(greedy), 1))
+    even = [(a, min(n, a + size)) for a in range(0, n, size)]
+    fits = len(even) == len(greedy) and all(sum(costs[a:b]) <= budget for a, b in even)
+    return even if fits else greedy
+
+
 def _pad(arrays: Sequence[np.ndarray], fill: float | int = 0) -> np.ndarray:
     """Stack along a new axis 0, padding every other axis to its maximum with ``fill``."""
     shape = [max(a.shape[i] for a in arrays) for i in range(arrays[0].ndim)]
@@ -83,16 +103,22 @@ def _pad(arrays: Sequence[np.ndarray], fill: float | int = 0) -> np.ndarray:
     return out
 
 
-def adam_step(var, m, v, g, t, lr: float, active):
-    """:func:`adam_update` compiled by XLA into one pass over the weights: unfused, its dozen
-    elementwise passes over ``U`` units' weights were the largest cost of a step (measured
-    1.2x (survey size) to 1.6x (demo size) slower runs). XLA compiles once per shape, i.e. per
-    unit count of a chunk: a few times a stage."""
+def adam_steps(variables, m, v, g, t, lr: float, active):
+    """:func:`adam_update` of every stacked variable in one XLA-compiled pass: unfused, its
+    dozen elementwise passes over ``U`` units' weights were the largest cost of a step (runs
+    1.2x (survey size) to 1.6x (demo size) slower), and one call per variable cost another 1.2x
+    (survey size) to 1.6x (demo size, U = 8-64) in launches and poorer bandwidth (measured side
+    by side). XLA compiles once per shape, i.e. per unit count of a chunk: a few times a
+    stage. Returns ``[(var, m, v)]`` in the order of ``variables``."""
     import tensorflow as tf
 
     if "fn" not in _XLA:
-        _XLA["fn"] = tf.function(adam_update, jit_compile=True, autograph=False)
-    return _XLA["fn"](var, m, v, g, t, tf.constant(lr, tf.float32), active)
+        _XLA["fn"] = tf.function(
+            lambda vs, ms, vv, gs, t, lr, on: [adam_update(*a, t, lr, on)
+                                               for a in zip(vs, ms, vv, gs, strict=True)],
+            jit_compile=True, autograph=False)
+    return _XLA["fn"](list(variables), list(m), list(v), list(g), t,
+                      tf.constant(lr, tf.float32), active)
 
 
 _XLA: dict[str, Any] = {}
@@ -282,15 +308,15 @@ class BatchedFit:
         t = state["t"] + tf.cast(active, tf.float32)
         new = dict(state)
         new["t"] = t
-        out = [adam_step(var, m, v, g, t, self.lr, active) for var, m, v, g in zip(
-            params, state["m"], state["v"], grads[:len(params)], strict=True)]
+        out = adam_steps(params, state["m"], state["v"], grads[:len(params)], t, self.lr, active)
         new["params"] = [o[0] for o in out]
         new["m"] = [o[1] for o in out]
         new["v"] = [o[2] for o in out]
         on = active[:, None]
         if self.kind == "uncertainty":
-            lv, lm, lvv = adam_step(state["log_vars"], state["lv_m"], state["lv_v"], grads[-1],
-                                     t, float(self.combiner.lr or self.lr), active)
+            [(lv, lm, lvv)] = adam_steps([state["log_vars"]], [state["lv_m"]], [state["lv_v"]],
+                                         [grads[-1]], t, float(self.combiner.lr or self.lr),
+                                         active)
             new["log_vars"] = tf.where(on, tf.clip_by_value(lv, *self.combiner.bounds), lv)
             new["lv_m"], new["lv_v"] = lm, lvv
         if gradnorm:
@@ -371,16 +397,10 @@ class BatchedFit:
                               f"{max(p.batches.shape[2] for p in plans)}-sample batches, "
                               f"{max(len(p.val_rows) for p in plans)} validation samples)")
         out: list[Any] = [None] * len(plans)
-        start = 0
-        while start < len(plans):
-            stop, used = start, 0
-            while stop < len(plans) and used + costs[stop] <= budget:
-                used += costs[stop]
-                stop += 1
+        for start, stop in chunk_bounds(costs, budget):
             for i, r in enumerate(self._fit_chunk(plans[start:stop], epochs, patience,
                                                   min_delta)):
                 out[start + i] = r
-            start = stop
         return out
 
     def _fit_chunk(self, plans: Sequence[UnitPlan], epochs: int, patience: int,
@@ -513,4 +533,4 @@ class BatchedFit:
         return out
 
 
-__all__ = ["CHUNK_PARAM", "EPOCH_BLOCK", "BatchedFit", "UnitPlan", "unit_bytes"]
+__all__ = ["CHUNK_PARAM", "EPOCH_BLOCK", "BatchedFit", "UnitPlan", "chunk_bounds", "unit_bytes"]

@@ -6,9 +6,10 @@ RSS (``ru_maxrss``) over a baseline taken after a warm-up call at batch 4 (impor
 runtime set-up excluded). Time: median of ``--repeats`` warm calls of a ``tf.function`` computing
 the loss and its gradient w.r.t. the embeddings.
 
-Complexity: batch-all and TG-MATL (two batch-all terms) hold [B, B, B] tensors: O(B³) memory and
-time; batch-hard needs only [B, B]: O(B²). The largest batch fitting a memory budget is solved from
-the measured bytes per B³ at the largest size.
+Complexity: batch-all and TG-MATL (two batch-all terms) sum their triplets by sorted counts
+(``triplet.hinge_sum``): [B, B] tensors, O(B²) memory and O(B² log B) time, like batch-hard's
+O(B²); ``batch_all_explicit``, the literal reference, holds [B, B, B] tensors: O(B³). The largest
+batch fitting a memory budget is solved from the measured bytes per B² (B³) at the largest size.
 
     .venv/bin/python benchmarks/bench_losses.py [--sizes 32 128 512] [--budget-gib 4] [--verify]
 """
@@ -24,7 +25,7 @@ import sys
 import time
 
 LOSSES = ("batch_all", "batch_all_explicit", "batch_hard", "tg_matl")
-CUBIC = {"batch_all": True, "batch_all_explicit": True, "batch_hard": False, "tg_matl": True}
+CUBIC = {"batch_all": False, "batch_all_explicit": True, "batch_hard": False, "tg_matl": False}
 
 
 def _maxrss_bytes() -> int:
@@ -135,7 +136,7 @@ def main() -> None:
         )
     budget = args.budget_gib * 2**30
     big = max(args.sizes)
-    print(f"\nlargest batch within {args.budget_gib:g} GiB (from bytes / B³ at B={big}):")
+    print(f"\nlargest batch within {args.budget_gib:g} GiB (from bytes / B² or B³ at B={big}):")
     for loss in args.losses:
         r = next(r for r in rows if r["loss"] == loss and r["batch"] == big)
         if CUBIC[loss]:

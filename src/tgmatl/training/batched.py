@@ -65,12 +65,14 @@ class UnitPlan:
 
 def unit_bytes(sizes: Sequence[int], width: int, steps: int, epochs: int, n_val: int) -> int:
     """Estimated float32 bytes one unit holds in a batched run: weights with their Adam
-    moments, best copy and gradient; a block of its batch plan; activations; the batch-all
-    ``[B, B, B]`` and the validation chunk's triplet cubes (a few intermediates each)."""
+    moments, best copy and gradient; a block of its batch plan; activations; the triplet
+    losses' ``[B, B]`` and validation chunk's ``[C, C]`` intermediates (a dozen each: the
+    losses sum triplets by sorted counts, :func:`~tgmatl.training.losses.triplet.hinge_sum`,
+    with no ``[B, B, B]`` cube)."""
     params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
     chunk = min(n_val, VAL_CHUNK)
     floats = (7 * params + 2 * min(epochs, EPOCH_BLOCK) * steps * width
-              + 4 * (width + n_val) * sum(sizes) + 6 * width ** 3 + 8 * chunk ** 3)
+              + 4 * (width + n_val) * sum(sizes) + 12 * width ** 2 + 12 * chunk ** 2)
     return 4 * floats
 
 

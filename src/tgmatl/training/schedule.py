@@ -11,8 +11,9 @@ import math
 
 import numpy as np
 
-# Validation sets larger than this are scored in fixed chunks (the batch-all loss holds an
-# n^3 triplet tensor); the demo and AWIR have ~10 validation samples a fold.
+# Validation sets larger than this are scored in fixed chunks (memory: the hinge's [C, C]
+# intermediates; the criterion of a unit is the same alone and batched); the demo and AWIR have
+# ~10-100 validation samples a fold.
 VAL_CHUNK = 256
 
 

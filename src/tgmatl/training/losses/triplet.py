@@ -36,6 +36,32 @@ def triplet_values(dist: tf.Tensor, margin: float) -> tf.Tensor:
     return tf.nn.relu(dist[:, :, None] - dist[:, None, :] + margin)
 
 
+def hinge_sum(dist: tf.Tensor, ap_mask: tf.Tensor, an_mask: tf.Tensor,
+              margin: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(Σ ℓ(a,p,n), #{ℓ > 0})`` over the valid triplets, in O(B² log B) instead of a
+    [B, B, B] cube.
+
+    With ``c(a,p) = d(a,p) + margin``, ``ℓ > 0`` exactly when ``d(a,n) < c(a,p)``, so
+
+        Σ ℓ = Σ_(a,p) k(a,p)·c(a,p) − Σ_(a,n) q(a,n)·d(a,n),
+        k(a,p) = #{n : d(a,n) < c(a,p)},   q(a,n) = #{p : c(a,p) > d(a,n)},
+
+    both counts found by binary search in each anchor's sorted row. The counts are piecewise
+    constant (no gradient), so the gradient is the cube's: ``k`` for ``d(a,p)``, ``-q`` for
+    ``d(a,n)`` (relu' = 0 at a tie, as here). Invalid pairs are pushed out of reach
+    (:func:`~tgmatl.training.losses.miners.masked_pair_distances`) and so count 0 times.
+    Only the summation order differs from the cube (float32 round-off; ``tests/training/
+    losses`` compare both)."""
+    ap_d, an_d = masked_pair_distances(dist, ap_mask, an_mask, margin)
+    c = ap_d + tf.cast(margin, dist.dtype)
+    c_fixed, an_fixed = tf.stop_gradient(c), tf.stop_gradient(an_d)
+    b = tf.shape(dist)[-1]
+    k = tf.searchsorted(tf.sort(an_fixed, axis=-1), c_fixed, side="left")
+    q = b - tf.searchsorted(tf.sort(c_fixed, axis=-1), an_fixed, side="right")
+    k, q = tf.cast(k, dist.dtype), tf.cast(q, dist.dtype)
+    return tf.reduce_sum(k * c) - tf.reduce_sum(q * an_d), tf.reduce_sum(k)
+
+
 def batch_all_triplet_loss(
     emb: tf.Tensor,
     labels: tf.Tensor,
@@ -45,20 +71,15 @@ def batch_all_triplet_loss(
 ) -> tf.Tensor:
     """Batch-all: mean of ``ℓ(a,p,n)`` over the valid triplets with ``ℓ > 0`` (0 if none).
 
-    Invalid pairs are pushed out of reach
-    (:func:`~tgmatl.training.losses.miners.masked_pair_distances`)
-    instead of masking a [B, B, B] tensor: same value as
-    :func:`batch_all_triplet_loss_explicit`, fewer [B, B, B] intermediates. Memory and time are
-    still O(B³) (see ``benchmarks/bench_losses.py``).
+    Sums and counts by :func:`hinge_sum` (O(B² log B)): same value as
+    :func:`batch_all_triplet_loss_explicit` up to float round-off, no [B, B, B] tensor (see
+    ``benchmarks/bench_losses.py``).
     """
     dist = pairwise_distances(emb)
     ap = anchor_positive_mask(labels, anchor_mask)
     an = anchor_negative_mask(labels, anchor_mask, negative_mask)
-    ap_d, an_d = masked_pair_distances(dist, ap, an, margin)
-    # the margin is added on the [B, B] side, before broadcasting to [B, B, B]
-    values = tf.nn.relu((ap_d + tf.cast(margin, dist.dtype))[:, :, None] - an_d[:, None, :])
-    # invalid triplets are exactly 0 here, so "valid and > 0" is just "> 0"
-    return mean_over_positive(values)
+    total, count = hinge_sum(dist, ap, an, margin)
+    return tf.math.divide_no_nan(total, count)
 
 
 def batch_all_triplet_loss_explicit(
@@ -86,6 +107,20 @@ def hinge_all_triplet_loss(emb: tf.Tensor, labels: tf.Tensor, margin: float,
     the violating triplets only, it falls whenever a violation shrinks or disappears, so the
     epoch it picks is one whose embedding is better, not one with fewer, larger violations.
     """
+    dist = pairwise_distances(emb)
+    ap = anchor_positive_mask(labels, valid)
+    an = anchor_negative_mask(labels, valid, valid)
+    total, _ = hinge_sum(dist, ap, an, margin)
+    # valid triplets: per anchor, its valid positives times its valid negatives
+    n_valid = tf.reduce_sum(tf.reduce_sum(tf.cast(ap, dist.dtype), axis=1)
+                            * tf.reduce_sum(tf.cast(an, dist.dtype), axis=1))
+    return tf.math.divide_no_nan(total, n_valid)
+
+
+def hinge_all_triplet_loss_explicit(emb: tf.Tensor, labels: tf.Tensor, margin: float,
+                                    valid: tf.Tensor | None = None) -> tf.Tensor:
+    """:func:`hinge_all_triplet_loss` written literally over the [B, B, B] cube (the
+    reference for tests)."""
     dist = pairwise_distances(emb)
     return mean_over_valid(triplet_values(dist, margin), triplet_mask(labels, valid, valid))
 

@@ -228,6 +228,26 @@ def test_seed_part_by_hand():
         2 * sigma2 / 2)
 
 
+def test_seed_flips_are_summed_within_test_scenes():
+    """Scenes g0 = {s0, s1}, g1 = {s2, s3}; twin differences (.2, -.2, 0, 0) and (.1, .1, .1, .1).
+
+    Unit 0: Delta = 0; its flips cancel inside g0 (scene sums 0, 0): 0 - 0 = 0.
+    Unit 1: Delta = .1, Delta² = .01; scene sums (.2, .2): flips (.04 + .04) / 16 = .005,
+    so .01 - .005 = .005. sigma²_c = mean(0, .005) / 2 = .00125 per twin; two twins a side,
+    J = 2: V_seed = 2 · .00125 / 2 / 2 = .000625. Sample by sample (no scenes) the flips
+    would be .08/16 and .04/16: sigma²_c = mean(-.005, .0075) / 2 = .000625, half as much.
+    """
+    d = np.array([0.4, 0.2, -0.1, -0.1])
+    units = _two_units_four_samples(d)
+    deltas = [np.array([0.2, -0.2, 0.0, 0.0]), np.array([0.1, 0.1, 0.1, 0.1])]
+    noise = (stats.SeedNoise(deltas, 2), stats.SeedNoise(deltas, 2))
+    groups = {"s0": "g0", "s1": "g0", "s2": "g1", "s3": "g1", "p0": "g2", "p1": "g3"}
+    scenes = stats.compare([d, d], units, seed_noise=noise, groups=groups)
+    assert scenes.var_seed == pytest.approx(0.000625)
+    alone = stats.compare([d, d], units, seed_noise=noise)
+    assert alone.var_seed == pytest.approx(0.0003125)
+
+
 def test_one_sided_p_bounds_and_mde():
     r = stats.PairedComparison(0.05, 0.0, 0.1, 0.1, 0.02, 30.0, 16, "decomposed", 0.05)
     assert r.p_greater() == pytest.approx(sps.t.sf(2.5, 30))

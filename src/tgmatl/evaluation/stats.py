@@ -23,8 +23,9 @@ Methods (``compare(..., method=...)``):
   (``groups``; without it every sample is its own scene), df ``G - 1``.
 - ``V_seed``, the seed part: with seed twins (every unit trained twice), a setup's twin 0 minus
   twin 1 per unit measures what a change of seed alone does. Its coherent part (a whole unit
-  moves; ``sigma²_c = (mean_u Delta_u² - mean_u sum_i delta_ui² / n_u²) / 2`` per twin, the
-  per-sample flips left to ``V_test``, which holds them) is independent across units:
+  moves; ``sigma²_c = (mean_u Delta_u² - mean_u sum_g (sum_{i in g} delta_ui)² / n_u²) / 2``
+  per twin, the flips of single scenes left to ``V_test``, which holds them) is independent
+  across units:
   ``V_seed = sum_sides sigma²_c / T_side / J`` (``T``: twins averaged).
 - ``V_train``, the training-set part: to first order a unit's training set moves ``D_u`` by
   ``(1/m) sum_{j in train_u} h_j`` (``h_j``: sample ``j``'s influence), so ``diff`` carries
@@ -33,10 +34,11 @@ Methods (``compare(..., method=...)``):
   ``V_train = s_H² sum_g v_g²``. Within a repeat (``G_p`` scenes in the pool, ``k`` folds) the
   fold-to-fold variance of that term is ``(G_p/k) s_H² / m²``: the delete-a-fold jackknife
   gives ``s_H² = S_c m² k / G_p``. ``S_c`` is the *coherent* fold-to-fold variance of ``D_u``
-  less the seed noise: that variance minus ``sum_i var_u(d[u, i]) / n²`` (single samples
-  flipping, which average out) minus ``sigma²_c / T`` of each side, pooled over repeats,
-  floored at 0. Without twins the seed noise cannot be told from training influence and stays
-  in ``S_c``, scaled like it (~(k-1)²/k: conservative).
+  less the seed noise: that variance minus ``sum_g var_u(sum_{i in g} d[u, i]) / n²``
+  (single test scenes flipping, which average out and are in ``V_test``) minus
+  ``sigma²_c / T`` of each side, pooled over repeats, floored at 0. Without twins the seed
+  noise cannot be told from training influence and stays in ``S_c``, scaled like it
+  (~(k-1)²/k: conservative).
 - With ``eval.resplit: true`` a sample can be a test sample of one repeat and a training
   sample of another; the covariance of its two roles is not estimable from one survey, so the
   test and training parts are added at correlation 1: ``(sqrt(V_test) + sqrt(V_train))²``
@@ -267,7 +269,8 @@ def compare(diffs: Sequence[np.ndarray], units: Sequence[Unit], *, alpha: float 
         seed_c = 0.0
         var_seed, df_seed = 0.0, 0.0
         if seed_noise is not None:
-            seed_c = sum(_coherent_seed_variance(sn, d) / sn.twins for sn in seed_noise)
+            seed_c = sum(_coherent_seed_variance(sn, d, units, groups) / sn.twins
+                         for sn in seed_noise)
             var_seed, df_seed = seed_c / n_units, float(n_units)
         var_train, df_train = _train_variance(d, units, groups, seed_c)
         parts = [[var_test, df_test], [var_train, df_train]]
@@ -374,10 +377,16 @@ def _test_variance(d: list[np.ndarray], units: Sequence[Unit],
     return float(n_groups / (n_groups - 1) * np.sum(scores**2)), float(n_groups - 1), n_groups
 
 
-def _coherent_seed_variance(sn: SeedNoise, d: list[np.ndarray]) -> float:
+def _coherent_seed_variance(sn: SeedNoise, d: list[np.ndarray], units: Sequence[Unit],
+                            groups: np.ndarray | None) -> float:
     """Per twin, the variance of a unit's mean term that a change of seed alone makes, less
-    the part of independent per-sample flips (which the test part already holds):
-    ``(mean_u Delta_u² - mean_u sum_i delta_ui² / n_u²) / 2``, floored at 0."""
+    the part the test part already holds: ``(mean_u Delta_u² - mean_u sum_g (sum_{i in g}
+    delta_ui)² / n_u²) / 2``, floored at 0. The flips are summed within each test scene
+    (``groups``; a sample alone without), the clusters :func:`_test_variance` treats as
+    independent: what is correlated inside a scene is in the test part, what is correlated
+    across scenes (a whole unit moving) is the seed part. (Summed sample by sample instead,
+    negatively correlated terms inside a scene, as MAP@R's jackknife terms can be, would be
+    subtracted here but not counted there: the A/A test of MAP@R came out anti-conservative.)"""
     if len(sn.deltas) != len(d):
         raise ValueError(f"seed_noise: {len(sn.deltas)} delta arrays for {len(d)} units")
     if sn.twins < 1:
@@ -391,7 +400,9 @@ def _coherent_seed_variance(sn: SeedNoise, d: list[np.ndarray]) -> float:
         n = int(ok.sum())
         if n == 0:
             continue
-        vals.append(np.mean(delta[ok]) ** 2 - np.sum(delta[ok] ** 2) / n**2)
+        g = _group_index(np.asarray(units[u].test_ids)[ok], groups)
+        flips = np.sum(np.bincount(g, weights=delta[ok]) ** 2) / n**2
+        vals.append(np.mean(delta[ok]) ** 2 - flips)
     return max(float(np.mean(vals)) / 2.0, 0.0) if vals else 0.0
 
 
@@ -427,12 +438,16 @@ def _train_variance(d: list[np.ndarray], units: Sequence[Unit],
                                  f"unit {members[0]}; 'decomposed' needs one per repeat")
             rows.append(d[u][o])
         m = np.array(rows)  # [k, n] aligned by sample id
-        m = m[:, ~np.any(np.isnan(m), axis=0)]
+        keep = ~np.any(np.isnan(m), axis=0)
+        m = m[:, keep]
         n = m.shape[1]
         if n < 2:
             raise ValueError(f"units: repeat {r} has fewer than 2 test samples with terms")
         spread = m.mean(axis=1).var(ddof=1)
-        flips = m.var(axis=0, ddof=1).sum() / n**2
+        # per-scene flips (summed within a test scene, as the test part clusters them)
+        g = _group_index(ref[order0][keep], groups)
+        scene_sums = np.stack([np.bincount(g, weights=row) for row in m])
+        flips = scene_sums.var(axis=0, ddof=1).sum() / n**2
         pool_ids = np.unique(np.concatenate([np.asarray(units[u].train_ids) for u in members]))
         pool = len(np.unique(_group_index(pool_ids, gmap))) if len(pool_ids) else 0
         size = np.mean([len(units[u].train_ids) for u in members])

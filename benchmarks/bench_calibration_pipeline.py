@@ -15,7 +15,9 @@ when ``train.twins`` exists) for CLTL and MATL. Nulls:
 Training is shortened for cost (``train.epochs`` 60, ``patience`` 8, 3 L2 values for the
 probes); every metric of the report (accuracy, box R², class and box MAP@R) is tested.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_calibration_pipeline.py --datasets 10
+    PYTHONPATH=src:benchmarks .venv/bin/python benchmarks/bench_calibration_pipeline.py \
+        --datasets 10 [--configs weak --resplit false] [--start 0] [--raw results.jsonl]
+        [--out table.json]
 """
 
 from __future__ import annotations
@@ -115,7 +117,12 @@ def one_dataset(seed: int, config: str, resplit: bool, work: Path) -> dict[str, 
 
 
 def run_pipeline(n_datasets: int, configs: tuple[str, ...] = ("weak", "strong"),
-                 resplits: tuple[bool, ...] = (False, True)) -> list[dict]:
+                 resplits: tuple[bool, ...] = (False, True), start: int = 0,
+                 raw: Path | None = None) -> list[dict]:
+    """Data sets ``start .. start + n_datasets - 1`` of each configuration. ``raw``: a JSON
+    Lines file each data set's results are appended to as soon as it is done (a long run can
+    stop and go on with ``start``); the table then counts every data set of the file (the
+    latest line of a seed)."""
     from tgmatl.tfsetup import start_tensorflow
 
     start_tensorflow()
@@ -123,31 +130,59 @@ def run_pipeline(n_datasets: int, configs: tuple[str, ...] = ("weak", "strong"),
     for config in configs:
         for resplit in resplits:
             t0 = time.perf_counter()
-            found: dict[str, list] = {}
+            found: dict[int, dict] = dict(_raw_lines(raw, config, resplit))
             with tempfile.TemporaryDirectory() as tmp:
-                for s in range(n_datasets):
-                    res = one_dataset(s, config, resplit, Path(tmp) / f"d{s}")
-                    for key, v in res.items():
-                        found.setdefault(key, []).append((v["diff"], v["p"], v["se"]))
-                    print(f"  {config} resplit={resplit}: data set {s + 1}/{n_datasets} "
+                for s in range(start, start + n_datasets):
+                    found[s] = one_dataset(s, config, resplit, Path(tmp) / f"d{s}")
+                    if raw is not None:
+                        with raw.open("a") as f:
+                            f.write(json.dumps({"config": config, "resplit": resplit, "seed": s,
+                                                "results": found[s]}) + "\n")
+                    print(f"  {config} resplit={resplit}: data set {s + 1 - start}/{n_datasets} "
                           f"({time.perf_counter() - t0:.0f} s)", flush=True)
-            for key, vals in found.items():
-                v = np.array(vals)
-                setup, null, metric = key.split("/")
-                rows.append({"clustering": config, "resplit": resplit, "setup": setup,
-                             "null": null, "metric": metric, "n_datasets": n_datasets,
-                             "fpr": float(np.mean(v[:, 1] < 0.05)),
-                             "se_ratio": float(np.sqrt(np.mean(v[:, 2] ** 2))
-                                               / max(v[:, 0].std(), 1e-12)),
-                             "seconds": round(time.perf_counter() - t0, 1)})
-                print(f"{config:6s} resplit={resplit!s:5s} {setup:5s} {null:9s} {metric:15s} "
-                      f"fpr {rows[-1]['fpr']:.3f} se/sd {rows[-1]['se_ratio']:.2f}", flush=True)
+            rows.extend(_rows(found, config, resplit, round(time.perf_counter() - t0, 1)))
+    return rows
+
+
+def _raw_lines(raw: Path | None, config: str, resplit: bool):
+    if raw is None or not raw.exists():
+        return
+    for line in raw.read_text().splitlines():
+        rec = json.loads(line)
+        if rec["config"] == config and rec["resplit"] == resplit:
+            yield int(rec["seed"]), rec["results"]
+
+
+def _rows(found: dict[int, dict], config: str, resplit: bool, seconds: float) -> list[dict]:
+    """Per (setup, null, metric): the false-positive rate at 0.05 with its Wilson interval and
+    the ratio of the reported se to the spread of the differences."""
+    from bench_calibration import _rate
+
+    keys = sorted({k for res in found.values() for k in res})
+    rows = []
+    for key in keys:
+        v = np.array([(res[key]["diff"], res[key]["p"], res[key]["se"])
+                      for res in found.values() if key in res])
+        setup, null, metric = key.split("/")
+        rate = _rate(v[:, 1] < 0.05)
+        rows.append({"clustering": config, "resplit": resplit, "setup": setup, "null": null,
+                     "metric": metric, "n_datasets": len(v), "fpr": rate["rate"],
+                     "fpr_low": rate["low"], "fpr_high": rate["high"],
+                     "se_ratio": float(np.sqrt(np.mean(v[:, 2] ** 2))
+                                       / max(v[:, 0].std(), 1e-12)),
+                     "seconds": seconds})
+        print(f"{config:6s} resplit={resplit!s:5s} {setup:5s} {null:9s} {metric:15s} "
+              f"fpr {rate['rate']:.3f} [{rate['low']:.3f}, {rate['high']:.3f}] "
+              f"se/sd {rows[-1]['se_ratio']:.2f} (n {len(v)})", flush=True)
     return rows
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", type=int, default=10)
+    ap.add_argument("--start", type=int, default=0, help="first data set (seed)")
+    ap.add_argument("--raw", default="", help="JSON Lines of every data set's results "
+                                             "(appended; counted in the table)")
     ap.add_argument("--out", default="")
     ap.add_argument("--smoke", action="store_true", help="tiny protocol: checks the harness")
     ap.add_argument("--configs", default="weak,strong", help="herd strengths: weak,strong")
@@ -155,7 +190,8 @@ if __name__ == "__main__":
     args = ap.parse_args()
     SMOKE["on"] = args.smoke
     rows = run_pipeline(args.datasets, tuple(args.configs.split(",")),
-                        tuple(v == "true" for v in args.resplit.split(",")))
+                        tuple(v == "true" for v in args.resplit.split(",")), args.start,
+                        Path(args.raw) if args.raw else None)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
     sys.exit(0)

@@ -16,31 +16,19 @@ Here the committed lock of a tiny pipeline (``demo`` ... ``split``) gets its dir
 replaced by one no cache holds, as if committed on another machine.
 """
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from repo_copy import copy_repo
+from repo_copy import GIT, VENV_BIN, commit_all, copy_repo, dvc_env
 
 pytestmark = pytest.mark.slow
 
 FOREIGN = "510ff482a7a1f2bce0f3f154492c693c.dir"  # the hash of the report in issue 17
 TINY_DEMO = {"n_targets": 6, "targets_per_scene": 2, "width": 640, "height": 480,
              "geotiff_fraction": 0.0, "thermal": "none"}
-
-
-def _env(repo: Path) -> dict:
-    venv_bin = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
-           "PYTHONPATH": os.pathsep.join([str(repo / "src"), os.environ.get("PYTHONPATH", "")]),
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    env.pop("DVC_ROOT", None)
-    return env
 
 
 def _run(args: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
@@ -60,19 +48,16 @@ def test_exp_run_with_a_lock_from_another_machine(repo_root, tmp_path):
     params["demo"].update(TINY_DEMO)
     params["split"].update(folds=2, test_size=0.5)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = _env(work)
-    dvc = [str(Path(sys.executable).parent / "dvc")]
-    git = ["git", "-c", "commit.gpgsign=false"]
-    _ok(git + ["init", "-q"], work, env)
-    _ok(git + ["add", "-A"], work, env)
-    _ok(git + ["commit", "-qm", "copy"], work, env)
+    env = dvc_env(work)
+    dvc = [str(VENV_BIN / "dvc")]
+    commit_all(work, env)
 
     _ok(dvc + ["repro", "split"], work, env)  # this machine's outputs, in its cache
     lock = (work / "dvc.lock").read_text()
     foreign, n = re.subn(r"[0-9a-f]{32}\.dir", FOREIGN, lock)
     assert n >= 3  # data/demo, data/tiles, data/samples (as outputs and as dependencies)
     (work / "dvc.lock").write_text(foreign)
-    _ok(git + ["commit", "-qam", "dvc.lock committed on another machine"], work, env)
+    _ok(GIT + ["commit", "-qam", "dvc.lock committed on another machine"], work, env)
 
     failed = _run(dvc + ["exp", "run", "-S", "sampling.top_pct=0.2", "split"], work, env)
     # DVC's behaviour this test documents; if an upgrade fixes it, drop the recovery step
@@ -80,7 +65,7 @@ def test_exp_run_with_a_lock_from_another_machine(repo_root, tmp_path):
     assert failed.returncode != 0
     assert "failed to load directory" in failed.stdout + failed.stderr
 
-    _ok(git + ["checkout", "--", "."], work, env)
+    _ok(GIT + ["checkout", "--", "."], work, env)
     _ok(dvc + ["repro", "split"], work, env)  # the recovery: the lock names this machine's data
     assert FOREIGN not in (work / "dvc.lock").read_text()
     out = _ok(dvc + ["exp", "run", "-S", "sampling.top_pct=0.2", "split"], work, env)

@@ -8,14 +8,13 @@ these tests run DVC's own code on it (and, slow, one real ``dvc exp run``).
 """
 
 import difflib
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from repo_copy import VENV_BIN, commit_all, dvc_env
 
 from tgmatl.embedding.paper import hydra_value
 
@@ -111,15 +110,9 @@ def test_dvc_exp_run_set_param_leaves_the_rest_of_params_yaml(repo_root, tmp_pat
     (work / "dvc.yaml").write_text(
         "stages:\n  seen:\n    cmd: cp params.yaml seen.yaml\n"
         "    params: [sampling.top_pct]\n    outs: [seen.yaml]\n")
-    venv_bin = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    env.pop("DVC_ROOT", None)
-    git, dvc = ["git", "-c", "commit.gpgsign=false"], [str(venv_bin / "dvc")]
-    for cmd in (git + ["init", "-q"], dvc + ["init", "-q"], git + ["add", "-A"],
-                git + ["commit", "-qm", "params"]):
-        subprocess.run(cmd, cwd=work, env=env, check=True, capture_output=True, timeout=120)
+    env = dvc_env()
+    dvc = [str(VENV_BIN / "dvc")]
+    commit_all(work, env, "params", dvc_init=True)
     top = yaml.safe_load(original)["sampling"]["top_pct"]
     new = 0.3 if top != 0.3 else 0.2
     proc = subprocess.run(dvc + ["exp", "run", "-S", f"sampling.top_pct={new}"], cwd=work,

@@ -14,17 +14,15 @@ both and `scripts/sweep_table.py` reads them from `dvc exp show --json`.
 
 import importlib.util
 import json
-import os
 import re
 import stat
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import yaml
-from repo_copy import copy_repo
+from repo_copy import GIT, VENV_BIN, commit_all, copy_repo, dvc_env
 
 pytestmark = pytest.mark.slow
 
@@ -68,17 +66,6 @@ def _ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-def _env(repo: Path) -> dict:
-    """The venv first on PATH (stages call `python`), this repo's `tgmatl`, a git identity."""
-    venv_bin = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
-           "PYTHONPATH": str(repo / "src"), "KERAS_BACKEND": "tensorflow",
-           "TF_CPP_MIN_LOG_LEVEL": "2", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    env.pop("DVC_ROOT", None)
-    return env
-
-
 def _sweep_table(repo_root: Path):
     spec = importlib.util.spec_from_file_location("sweep_table",
                                                   repo_root / "scripts/sweep_table.py")
@@ -95,12 +82,9 @@ def test_repro_then_sampling_experiment(repo_root, tmp_path):
     params = _merge(yaml.safe_load((work / "params.yaml").read_text()), TINY)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
-    env = _env(work)
-    dvc = [str(Path(sys.executable).parent / "dvc")]
-    git = ["git", "-c", "commit.gpgsign=false"]
-    _run(git + ["init", "-q"], work, env)
-    _run(git + ["add", "-A"], work, env)
-    _run(git + ["commit", "-qm", "copy"], work, env)
+    env = dvc_env(work)
+    dvc = [str(VENV_BIN / "dvc")]
+    commit_all(work, env)
 
     out = _run(dvc + ["repro"], work, env, timeout=900)
     assert {"split", "train@dinov2", "train_tg@dinov2", "report"} <= _ran(out)
@@ -121,8 +105,8 @@ def test_repro_then_sampling_experiment(repo_root, tmp_path):
                for p in [work / top, *(work / top).rglob("*")]
                if p.exists() and stat.S_IMODE(p.stat().st_mode) in (0o600, 0o700)]
     assert private == [], private[:10]
-    _run(git + ["add", "-A"], work, env)
-    _run(git + ["commit", "-qm", "baseline"], work, env)
+    _run(GIT + ["add", "-A"], work, env)
+    _run(GIT + ["commit", "-qm", "baseline"], work, env)
 
     # which stages a change of eval.* invalidates (a dry run: nothing runs, so stages further
     # down show up only once split.parquet really changes; they all depend on it)
@@ -131,7 +115,7 @@ def test_repro_then_sampling_experiment(repo_root, tmp_path):
         changed["eval"][key] = value
         (work / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
         assert _ran(_run(dvc + ["repro", "--dry"], work, env)) == expect, key
-        _run(git + ["checkout", "params.yaml"], work, env)
+        _run(GIT + ["checkout", "params.yaml"], work, env)
     stages = yaml.safe_load((work / "dvc.yaml").read_text())["stages"]
     for name in ("score", "train", "train_tg", "report"):
         deps = stages[name].get("deps") or stages[name]["do"]["deps"]
@@ -139,11 +123,11 @@ def test_repro_then_sampling_experiment(repo_root, tmp_path):
 
     # the shared remotes: a bare git repo and a local-folder DVC remote (dvc push: the clones
     # pull the baseline's outputs instead of recomputing them)
-    _run(git + ["init", "-q", "--bare", str(tmp_path / "origin.git")], tmp_path, env)
+    _run(GIT + ["init", "-q", "--bare", str(tmp_path / "origin.git")], tmp_path, env)
     _run(dvc + ["remote", "add", "-d", "shared", str(tmp_path / "dvc-store")], work, env)
-    _run(git + ["commit", "-qam", "shared DVC remote"], work, env)
-    _run(git + ["remote", "add", "origin", str(tmp_path / "origin.git")], work, env)
-    _run(git + ["push", "-q", "origin", "HEAD"], work, env)
+    _run(GIT + ["commit", "-qam", "shared DVC remote"], work, env)
+    _run(GIT + ["remote", "add", "origin", str(tmp_path / "origin.git")], work, env)
+    _run(GIT + ["push", "-q", "origin", "HEAD"], work, env)
     _run(dvc + ["push"], work, env)
 
     # two machines at once, one grid point each: clone the shared repos, pull the baseline's
@@ -156,8 +140,8 @@ def test_repro_then_sampling_experiment(repo_root, tmp_path):
                 "b-rand": (f"sampling.random_pct={rand}", (start[0], float(rand)))}
 
     def machine(name: str) -> str:
-        clone, cenv = tmp_path / name, _env(tmp_path / name)
-        _run(git + ["clone", "-q", str(tmp_path / "origin.git"), name], tmp_path, cenv)
+        clone, cenv = tmp_path / name, dvc_env(tmp_path / name)
+        _run(GIT + ["clone", "-q", str(tmp_path / "origin.git"), name], tmp_path, cenv)
         _run(dvc + ["pull"], clone, cenv)
         out = _run(dvc + ["exp", "run", "-n", name, "-S", machines[name][0]], clone, cenv,
                    timeout=600)
@@ -173,7 +157,7 @@ def test_repro_then_sampling_experiment(repo_root, tmp_path):
         computed[machines[name][1]] = table["dinov2"]["tg_matl"]
 
     diff = json.loads(_run(dvc + ["metrics", "diff", "--json"], tmp_path / "a-top",
-                           _env(tmp_path / "a-top")))
+                           dvc_env(tmp_path / "a-top")))
     changed = {k for entries in diff.values() for k in entries}
     assert any(k.startswith("dinov2.tg_matl.") for k in changed), diff
     assert not any(k.startswith(("dinov2.cltl.", "dinov2.matl.", "dinov2.wtl."))

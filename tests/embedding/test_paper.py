@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from repo_copy import copy_repo
+from repo_copy import commit_all, copy_repo, dvc_env
 
 from tgmatl.embedding import paper
 from tgmatl.embedding.backbones import weights as weights_mod
@@ -161,15 +161,8 @@ def test_make_paper_runs_with_tiny_local_weights(repo_root, tmp_path):
     # a few targets would fail collecting them
     (work / "dvc.lock").unlink(missing_ok=True)
 
-    venv_bin = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
-           "PYTHONPATH": str(work / "src"), "KERAS_BACKEND": "tensorflow",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    env.pop("DVC_ROOT", None)
-    git = ["git", "-c", "commit.gpgsign=false"]
-    for cmd in (git + ["init", "-q"], git + ["add", "-A"], git + ["commit", "-qm", "copy"]):
-        subprocess.run(cmd, cwd=work, env=env, check=True, capture_output=True, timeout=120)
+    env = dvc_env(work)
+    commit_all(work, env)
     # two stages suffice: one Hugging Face folder, one keras-hub folder (loading each kind of
     # folder is tested in test_backbones); every overlay value must reach params.yaml
     targets = ["embed@mae", "embed@clip"]

@@ -10,21 +10,36 @@ when ``train.twins`` exists) for CLTL and MATL. Nulls:
 
 - ``aa``: the setup trained twice on the same embeddings with seeds 1 apart;
 - ``symmetric``: the setup on two embeddings of the same samples with independent noise of
-  the same strength (equally strong planted signal; their training influences differ).
+  the same strength (equally strong planted signal; their training influences differ), the
+  same seeds;
+- ``symmetric_shared``: the same, but the second embedding's noise correlated 0.9 with the
+  first's (exchangeable, equally strong): nearly the same inputs and the same seeds, so the
+  two runs' seed noise is shared, as two setups' of one backbone is (the paired seed part of
+  :func:`tgmatl.evaluation.stats.compare` is what handles that).
+
+Each data set also records how far seed noise is shared (``seed_agreement/...``: the
+correlation over units of two cells' twin 0 - twin 1 unit means): CLTL vs MATL on one
+embedding, and the setup across the near and the independent embedding.
 
 Training is shortened for cost (``train.epochs`` 60, ``patience`` 8, 3 L2 values for the
 probes); every metric of the report (accuracy, box R², class and box MAP@R) is tested.
 
     PYTHONPATH=src:benchmarks .venv/bin/python benchmarks/bench_calibration_pipeline.py \
-        --datasets 10 [--configs weak --resplit false] [--start 0] [--raw results.jsonl]
-        [--out table.json]
+        --datasets 10 [--sizes demo,survey] [--configs weak --resplit false] [--start 0]
+        [--raw results.jsonl] [--keep folder] [--out table.json]
+
+``--keep``: each data set's samples, split and predictions are kept (~2 MB a demo survey);
+``--recompute --keep folder --raw results.jsonl`` then tests them all again with the current
+statistics, without training.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -34,11 +49,17 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SETUPS = ("cltl", "matl")
+RHO_NEAR = 0.9  # run c: its noise correlated 0.9 with run a's (nearly the same inputs)
+# run -> (embedding, seed offset): a and a2 one embedding, seeds apart; b and c others
+RUNS = {"a": ("a", 0), "a2": ("a", 1), "b": ("b", 0), "c": ("c", 0)}
+NULLS = {"aa": "a2", "symmetric": "b", "symmetric_shared": "c"}  # null -> the run a meets
 METRICS = ("accuracy", "r2", "class_map_at_r", "box_map_at_r")
-CONFIGS = {  # scene_signal: the herd's shared shift, relative to noise 1 per dimension
-    "weak": dict(scene_signal=1.0, n_scenes=96),
-    "strong": dict(scene_signal=3.0, n_scenes=48),
-}
+# scene_signal: the herd's shared shift, relative to noise 1 per dimension; scene_size: mean
+# targets a scene (the simulated calibration's sizes: herds of 2.5 / 5 on the demo, 5 / 10 on a
+# survey of 2500)
+CONFIGS = {"weak": dict(scene_signal=1.0, scene_size=1.0),
+           "strong": dict(scene_signal=3.0, scene_size=2.0)}
+SIZES = {"demo": dict(n=240, scene_size=2.5), "survey": dict(n=2500, scene_size=5.0)}
 
 
 SMOKE = {"on": False}  # --smoke: 3 folds, 1 repeat, 5 epochs (checks the harness, not calibration)
@@ -70,9 +91,19 @@ def _params():
             read_section(MIParams, raw, "mi"))
 
 
-def one_dataset(seed: int, config: str, resplit: bool, work: Path) -> dict[str, dict]:
-    """Every (setup, null, metric): diff and p of one planted survey."""
-    from tgmatl.evaluation.comparisons import compare, read_predictions, unit_memberships
+def one_dataset(seed: int, config: str, resplit: bool, work: Path, size: str = "demo",
+                keep: Path | None = None) -> dict[str, dict]:
+    """Every (setup, null, metric): diff, p and se of one planted survey, and the seed
+    agreement of the setups (:func:`evaluate`). ``keep``: a folder the survey's samples, split
+    and predictions are copied to (``--recompute`` tests them again without training)."""
+    train_dataset(seed, config, resplit, work, size)
+    if keep is not None:
+        keep_dataset(work, keep)
+    return evaluate(work)
+
+
+def train_dataset(seed: int, config: str, resplit: bool, work: Path, size: str) -> None:
+    """The planted survey, its split and scores, and every run's training, under ``work``."""
     from tgmatl.method.mi import score_folds, write_scores
     from tgmatl.method.splitting import make_split
     from tgmatl.planted import planted_survey, write_planted
@@ -80,105 +111,226 @@ def one_dataset(seed: int, config: str, resplit: bool, work: Path) -> dict[str, 
 
     train, heads, split_p, ev, geometry, mi = _params()
     ev = dataclasses.replace(ev, resplit=resplit)
-    kw = dict(class_signal=0.6, geometry_signal=0.8, seed=seed, **CONFIGS[config])
-    survey = planted_survey(240, **kw)
-    clean = planted_survey(240, noise=0.0, **kw)  # the same samples and signal, no noise
+    n = SIZES[size]["n"]
+    scenes = round(n / (SIZES[size]["scene_size"] * CONFIGS[config]["scene_size"]))
+    kw = dict(class_signal=0.6, geometry_signal=0.8, seed=seed, n_scenes=scenes,
+              scene_signal=CONFIGS[config]["scene_signal"])
+    survey = planted_survey(n, **kw)
+    clean = planted_survey(n, noise=0.0, **kw).embeddings  # the same samples and signal
+    noise = survey.embeddings - clean
     rng = np.random.default_rng([seed, 17])
-    other = dataclasses.replace(survey, embeddings=(
-        clean.embeddings + rng.standard_normal(clean.embeddings.shape)).astype(np.float32))
+    fresh = rng.standard_normal(clean.shape)
+    near = RHO_NEAR * noise + np.sqrt(1.0 - RHO_NEAR**2) * rng.standard_normal(clean.shape)
     work.mkdir(parents=True, exist_ok=True)
     write_planted(survey, work / "samples.parquet", work / "a.parquet")
-    write_planted(other, work / "samples.parquet", work / "b.parquet")
+    for name, x in (("b", clean + fresh), ("c", clean + near)):
+        write_planted(dataclasses.replace(survey, embeddings=x.astype(np.float32)),
+                      work / "samples.parquet", work / f"{name}.parquet")
     split = make_split(survey.samples, split_p, ev, seed)
     split.to_parquet(work / "split.parquet")
     table, meta = score_folds(survey.samples, split, geometry, mi, seed)
     write_scores(work / "scores.parquet", table, meta)
-    runs = {"a": ("a.parquet", seed), "a2": ("a.parquet", seed + 1), "b": ("b.parquet", seed)}
-    for name, (emb, s) in runs.items():
-        run_train_stage(backbone=name, setups=list(SETUPS), embeddings=work / emb,
+    for name, (emb, s) in RUNS.items():
+        run_train_stage(backbone=name, setups=list(SETUPS), embeddings=work / f"{emb}.parquet",
                         split=work / "split.parquet", scores=work / "scores.parquet",
                         out=work / "results" / name / "train", models=work / "models" / name,
-                        train=train, heads=heads, sampling=None, seed=s,
+                        train=train, heads=heads, sampling=None, seed=seed + s,
                         samples=work / "samples.parquet", progress=False,
                         retrieval_queries=ev.retrieval_queries)
-    preds = read_predictions(work / "results", [(n, s) for n in runs for s in SETUPS])
+
+
+def keep_dataset(work: Path, keep: Path) -> None:
+    """Copy what :func:`evaluate` reads (samples, split, predictions: ~2 MB a demo survey)."""
+    keep.mkdir(parents=True, exist_ok=True)
+    for f in ("samples.parquet", "split.parquet"):
+        shutil.copyfile(work / f, keep / f)
+    for name in RUNS:
+        out = keep / "results" / name / "train"
+        out.mkdir(parents=True, exist_ok=True)
+        for setup in SETUPS:
+            f = f"{setup}.predictions.parquet"
+            shutil.copyfile(work / "results" / name / "train" / f, out / f)
+
+
+def evaluate(work: Path) -> dict[str, dict]:
+    """The report's comparisons of one trained data set: per (setup, null, metric) the diff, p
+    and se; under ``seed_agreement/...`` the correlation over units of two cells' twin 0 -
+    twin 1 unit means (how far their seed noise is shared)."""
+    import pandas as pd
+
+    from tgmatl.evaluation.comparisons import (
+        arm_terms,
+        compare,
+        read_predictions,
+        unit_memberships,
+    )
+
+    geometry = _params()[4]
+    samples = pd.read_parquet(work / "samples.parquet")
+    split = pd.read_parquet(work / "split.parquet")
+    preds = read_predictions(work / "results", [(n, s) for n in RUNS for s in SETUPS])
     features = list(geometry.features)
     train_ids = unit_memberships(split)
-    scenes = dict(zip(survey.samples["sample_id"], survey.samples["scene_id"], strict=True))
+    scenes = dict(zip(samples["sample_id"], samples["scene_id"], strict=True))
     out: dict[str, dict] = {}
     for setup in SETUPS:
-        for null, other_cell in (("aa", ("a2", setup)), ("symmetric", ("b", setup))):
+        for null, run in NULLS.items():
             for m in METRICS:
-                c = compare(preds, ("a", setup), other_cell, m, features, train_ids, scenes,
+                c = compare(preds, ("a", setup), (run, setup), m, features, train_ids, scenes,
                             alpha=0.05)
                 out[f"{setup}/{null}/{m}"] = {"diff": c.result.diff, "p": c.result.p_value,
                                               "se": c.result.se}
+
+    def twin_delta(cell: tuple[str, str], m: str) -> np.ndarray:
+        df = preds[cell]
+        v = df[["repeat", "fold", "twin"]].assign(v=arm_terms(df, m, features))
+        means = v.groupby(["repeat", "fold", "twin"])["v"].mean().unstack("twin")
+        return (means[0] - means[1]).to_numpy()
+
+    for m in METRICS:
+        for name, (x, y) in {"cltl_matl": (("a", "cltl"), ("a", "matl")),
+                             "near": (("a", "cltl"), ("c", "cltl")),
+                             "apart": (("a", "cltl"), ("b", "cltl"))}.items():
+            out[f"seed_agreement/{name}/{m}"] = {
+                "rho": float(np.corrcoef(twin_delta(x, m), twin_delta(y, m))[0, 1])}
     return out
 
 
 def run_pipeline(n_datasets: int, configs: tuple[str, ...] = ("weak", "strong"),
                  resplits: tuple[bool, ...] = (False, True), start: int = 0,
-                 raw: Path | None = None) -> list[dict]:
-    """Data sets ``start .. start + n_datasets - 1`` of each configuration. ``raw``: a JSON
-    Lines file each data set's results are appended to as soon as it is done (a long run can
-    stop and go on with ``start``); the table then counts every data set of the file (the
-    latest line of a seed)."""
+                 raw: Path | None = None, sizes: tuple[str, ...] = ("demo",),
+                 keep: Path | None = None) -> list[dict]:
+    """Data sets ``start .. start + n_datasets - 1`` of each configuration, seed by seed
+    (every configuration gets seed s before any gets s + 1, so a run stopped early is
+    balanced). ``raw``: a JSON Lines file each data set's results are appended to as soon as
+    it is done (a long run can stop and go on with ``start``); the table then counts every
+    data set of the file (the latest line of a seed)."""
     from tgmatl.tfsetup import start_tensorflow
 
     start_tensorflow()
-    rows = []
-    for config in configs:
-        for resplit in resplits:
-            t0 = time.perf_counter()
-            found: dict[int, dict] = dict(_raw_lines(raw, config, resplit))
-            with tempfile.TemporaryDirectory() as tmp:
-                for s in range(start, start + n_datasets):
-                    found[s] = one_dataset(s, config, resplit, Path(tmp) / f"d{s}")
-                    if raw is not None:
-                        with raw.open("a") as f:
-                            f.write(json.dumps({"config": config, "resplit": resplit, "seed": s,
-                                                "results": found[s]}) + "\n")
-                    print(f"  {config} resplit={resplit}: data set {s + 1 - start}/{n_datasets} "
-                          f"({time.perf_counter() - t0:.0f} s)", flush=True)
-            rows.extend(_rows(found, config, resplit, round(time.perf_counter() - t0, 1)))
-    return rows
+    cells = list(itertools.product(sizes, configs, resplits))
+    found: dict[tuple, dict[int, dict]] = {c: dict(_raw_lines(raw, *c)) for c in cells}
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for s in range(start, start + n_datasets):
+            for size, config, resplit in cells:
+                kept = None if keep is None else keep / _name(size, config, resplit, s)
+                found[size, config, resplit][s] = res = one_dataset(
+                    s, config, resplit, Path(tmp) / _name(size, config, resplit, s), size, kept)
+                _append(raw, size, config, resplit, s, res)
+                shutil.rmtree(Path(tmp) / _name(size, config, resplit, s))
+                print(f"  {size} {config} resplit={resplit}: data set {s + 1 - start}/"
+                      f"{n_datasets} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    seconds = round(time.perf_counter() - t0, 1)
+    return [row for c in cells for row in _rows(found[c], *c, seconds)]
 
 
-def _raw_lines(raw: Path | None, config: str, resplit: bool):
+def _name(size: str, config: str, resplit: bool, seed: int) -> str:
+    return f"{size}-{config}-{'resplit' if resplit else 'fixed'}-{seed}"
+
+
+def _append(raw: Path | None, size: str, config: str, resplit: bool, seed: int,
+            results: dict) -> None:
+    """One line a data set, in one write (parallel runs may append to one file)."""
+    if raw is None:
+        return
+    line = json.dumps({"size": size, "config": config, "resplit": resplit, "seed": seed,
+                       "results": results}) + "\n"
+    with raw.open("a") as f:
+        f.write(line)
+
+
+def recompute(keep: Path, raw: Path) -> None:
+    """Test every kept data set again with the current code (no training): for a change of
+    the statistics. Writes ``raw`` anew."""
+    from tgmatl.tfsetup import start_tensorflow
+
+    start_tensorflow()
+    tmp = raw.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    folders = sorted(p for p in keep.iterdir() if p.is_dir())
+    for i, folder in enumerate(folders):
+        size, config, split, seed = folder.name.split("-")
+        _append(tmp, size, config, split == "resplit", int(seed), evaluate(folder))
+        print(f"  {folder.name} ({i + 1}/{len(folders)})", flush=True)
+    tmp.replace(raw)
+
+
+def _raw_lines(raw: Path | None, size: str, config: str, resplit: bool):
     if raw is None or not raw.exists():
         return
     for line in raw.read_text().splitlines():
         rec = json.loads(line)
-        if rec["config"] == config and rec["resplit"] == resplit:
+        if (rec.get("size", "demo") == size and rec["config"] == config
+                and rec["resplit"] == resplit):
             yield int(rec["seed"]), rec["results"]
 
 
-def _rows(found: dict[int, dict], config: str, resplit: bool, seconds: float) -> list[dict]:
+def _rows(found: dict[int, dict], size: str, config: str, resplit: bool,
+          seconds: float) -> list[dict]:
     """Per (setup, null, metric): the false-positive rate at 0.05 with its Wilson interval and
-    the ratio of the reported se to the spread of the differences."""
+    the ratio of the reported se to the spread of the differences; per (pair, metric) the mean
+    seed agreement (``null`` ``seed_agreement``, ``setup`` the pair, ``rho``)."""
     from bench_calibration import _rate
 
     keys = sorted({k for res in found.values() for k in res})
     rows = []
     for key in keys:
+        if key.startswith("seed_agreement/"):
+            _, pair, metric = key.split("/")
+            rho = [res[key]["rho"] for res in found.values() if key in res]
+            rows.append({"size": size, "n": SIZES[size]["n"], "clustering": config,
+                         "resplit": resplit, "setup": pair, "null": "seed_agreement",
+                         "metric": metric, "n_datasets": len(rho),
+                         "rho": float(np.nanmean(rho))})
+            continue
         v = np.array([(res[key]["diff"], res[key]["p"], res[key]["se"])
                       for res in found.values() if key in res])
         setup, null, metric = key.split("/")
         rate = _rate(v[:, 1] < 0.05)
-        rows.append({"clustering": config, "resplit": resplit, "setup": setup, "null": null,
+        rows.append({"size": size, "n": SIZES[size]["n"], "clustering": config,
+                     "resplit": resplit, "setup": setup, "null": null,
                      "metric": metric, "n_datasets": len(v), "fpr": rate["rate"],
                      "fpr_low": rate["low"], "fpr_high": rate["high"],
                      "se_ratio": float(np.sqrt(np.mean(v[:, 2] ** 2))
                                        / max(v[:, 0].std(), 1e-12)),
                      "seconds": seconds})
-        print(f"{config:6s} resplit={resplit!s:5s} {setup:5s} {null:9s} {metric:15s} "
+        print(f"{size:6s} {config:6s} resplit={resplit!s:5s} {setup:5s} {null:16s} {metric:15s} "
               f"fpr {rate['rate']:.3f} [{rate['low']:.3f}, {rate['high']:.3f}] "
               f"se/sd {rows[-1]['se_ratio']:.2f} (n {len(v)})", flush=True)
     return rows
 
 
+def table(rows: list[dict]) -> str:
+    """The README's markdown tables of a ``--out`` JSON: false-positive rates (CLTL / MATL)
+    per configuration and null, and the seed agreements."""
+    cells: dict[tuple, dict] = {}
+    agree: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r.get("size", "demo"), r["clustering"], r["resplit"])
+        if r["null"] == "seed_agreement":
+            agree.setdefault(key, {})[r["setup"], r["metric"]] = r["rho"]
+            continue
+        cells.setdefault((*key, r["null"]), {})[r["setup"], r["metric"]] = r
+    lines = ["| size | herds | resplit | null | data sets | accuracy | box R² | class MAP@R | "
+             "box MAP@R |", "|---" * 9 + "|"]
+    for (size, herds, resplit, null), c in cells.items():
+        n = min(v["n_datasets"] for v in c.values())
+        rates = [" / ".join(f"{c[s, m]['fpr']:.3f}" for s in SETUPS) for m in METRICS]
+        lines.append(f"| {size} | {herds} | {str(resplit).lower()} | {null} | {n} | "
+                     + " | ".join(rates) + " |")
+    lines += ["", "| size | herds | resplit | pair | accuracy | box R² | class MAP@R | box MAP@R |",
+              "|---" * 8 + "|"]
+    for (size, herds, resplit), a in agree.items():
+        for pair in ("cltl_matl", "near", "apart"):
+            lines.append(f"| {size} | {herds} | {str(resplit).lower()} | {pair} | "
+                         + " | ".join(f"{a[pair, m]:.2f}" for m in METRICS) + " |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--table", default="", help="print the tables of this --out JSON and stop")
     ap.add_argument("--datasets", type=int, default=10)
     ap.add_argument("--start", type=int, default=0, help="first data set (seed)")
     ap.add_argument("--raw", default="", help="JSON Lines of every data set's results "
@@ -187,11 +339,24 @@ if __name__ == "__main__":
     ap.add_argument("--smoke", action="store_true", help="tiny protocol: checks the harness")
     ap.add_argument("--configs", default="weak,strong", help="herd strengths: weak,strong")
     ap.add_argument("--resplit", default="false,true", help="eval.resplit values: false,true")
+    ap.add_argument("--sizes", default="demo", help="survey sizes: demo (240), survey (2500)")
+    ap.add_argument("--keep", default="", help="folder to keep each data set's predictions in")
+    ap.add_argument("--recompute", action="store_true",
+                    help="test the data sets kept in --keep again (no training), into --raw")
     args = ap.parse_args()
+    if args.table:
+        print(table(json.loads(Path(args.table).read_text())))
+        sys.exit(0)
     SMOKE["on"] = args.smoke
+    if args.recompute:
+        if not (args.keep and args.raw):
+            ap.error("--recompute needs --keep and --raw")
+        recompute(Path(args.keep), Path(args.raw))
+        args.datasets = 0
     rows = run_pipeline(args.datasets, tuple(args.configs.split(",")),
                         tuple(v == "true" for v in args.resplit.split(",")), args.start,
-                        Path(args.raw) if args.raw else None)
+                        Path(args.raw) if args.raw else None, tuple(args.sizes.split(",")),
+                        Path(args.keep) if args.keep else None)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
     sys.exit(0)

@@ -10,8 +10,10 @@ from tgmatl.evaluation.comparisons import (
     FINDINGS,
     Comparison,
     FindingRow,
+    compare,
     finding_rows,
     paired_terms,
+    unit_memberships,
 )
 from tgmatl.evaluation.evidence import verdict_rows
 from tgmatl.evaluation.stats import PairedComparison
@@ -172,3 +174,35 @@ def test_tost_hand_example():
     out = verdict_rows([row], {0: [far]}, {"r2": 0.03}, 0.05)[0]
     assert out["p_against"] == pytest.approx(2 * sps.t.sf(5.0, 30))
     assert out["verdict"] == "contradicted"
+
+
+def _twin_cells(shift: np.ndarray) -> tuple[dict, dict, dict]:
+    """Two repeats × two folds, test samples s0..s7 in scenes of two, pool p0..p3; A's class
+    MAP@R terms move per unit and twin (seed noise), B's are A's less ``shift`` per sample:
+    B's seed noise is A's, as for two setups started from the same weights."""
+    rng = np.random.default_rng(5)
+    test = [f"s{i}" for i in range(8)]
+    split = pd.DataFrame({"repeat": np.repeat([0, 1], 12), "sample_id": (test + [
+        f"p{i}" for i in range(4)]) * 2, "test": ([True] * 8 + [False] * 4) * 2,
+        "fold": ([-1] * 8 + [0, 0, 1, 1]) * 2})
+    rows = [{"repeat": r, "fold": f, "twin": t, "sample_id": s,
+             "class_map_term": 0.5 + 0.1 * i + noise}
+            for r in (0, 1) for f in (0, 1) for t in (0, 1)
+            for noise in [rng.normal(scale=0.05)] for i, s in enumerate(test)]
+    a = pd.DataFrame(rows)
+    b = a.assign(class_map_term=a["class_map_term"] - np.tile(shift, 8))
+    scenes = {s: f"g{i // 2}" for i, s in enumerate(test)} | {f"p{i}": f"q{i}" for i in range(4)}
+    return {("x", "a"): a, ("x", "b"): b}, unit_memberships(split), scenes
+
+
+def test_seed_noise_is_measured_on_the_difference_of_twins_paired_by_seed():
+    """B's twins move exactly as A's (shared seeds): the difference has no seed noise at all,
+    which its own twin 0 - twin 1 shows (V_seed = 0); the sides measured apart would add A's
+    seed noise twice."""
+    preds, train_ids, scenes = _twin_cells(np.linspace(0.0, 0.07, 8))
+    args = (preds, ("x", "a"), ("x", "b"), "class_map_at_r", [], train_ids, scenes)
+    paired = compare(*args, alpha=0.05).result
+    assert paired.var_seed == 0.0
+    apart = compare(*args, alpha=0.05, twins_a=[0, 1], twins_b=[0, 1]).result
+    assert apart.var_seed > 0.0
+    assert paired.diff == pytest.approx(apart.diff)

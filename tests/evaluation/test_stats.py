@@ -1,13 +1,11 @@
-"""Paired comparisons over units (tgmatl.evaluation.stats): hand-computed cases, terms, Holm,
+"""Paired comparisons over units (tgmatl.evaluation.stats): hand-computed cases, Holm,
 calibration."""
 
 import numpy as np
 import pytest
 from scipy import stats as sps
-from sklearn.metrics import r2_score
 
 from tgmatl.evaluation import stats
-from tgmatl.evaluation.metrics import retrieval_metrics
 
 
 def three_units():
@@ -104,43 +102,6 @@ def test_holm_hand_example():
         stats.holm([0.1, 1.2])
 
 
-def test_r2_terms_match_r2_score_differences_exactly():
-    rng = np.random.default_rng(0)
-    truth = rng.normal(size=(30, 2)) * [1.0, 3.0]
-    pa = truth + rng.normal(scale=0.5, size=truth.shape)
-    pb = truth + rng.normal(scale=0.8, size=truth.shape)
-    ua, ub = stats.r2_terms(truth, pa), stats.r2_terms(truth, pb)
-    assert ua.mean() == pytest.approx(r2_score(truth, pa), abs=1e-12)
-    assert (ua - ub).mean() == pytest.approx(r2_score(truth, pa) - r2_score(truth, pb), abs=1e-12)
-    # c_i = -(n/K) sum_k (se_A,ik - se_B,ik) / SST_k
-    sst = ((truth - truth.mean(axis=0)) ** 2).sum(axis=0)
-    c = -(30 / 2) * (((truth - pa) ** 2 - (truth - pb) ** 2) / sst).sum(axis=1)
-    assert np.allclose(ua - ub, c)
-    with pytest.raises(ValueError, match="constant"):
-        stats.r2_terms(np.ones((4, 1)), np.zeros((4, 1)))
-
-
-def test_accuracy_terms():
-    assert stats.accuracy_terms(np.array([0, 1, 2]), np.array([0, 2, 2])).tolist() == [1, 0, 1]
-    with pytest.raises(ValueError, match="y_pred"):
-        stats.accuracy_terms(np.array([0, 1]), np.array([0]))
-
-
-def test_map_terms_mean_and_jackknife_variance():
-    rng = np.random.default_rng(1)
-    emb = rng.normal(size=(12, 3))
-    labels = np.repeat([0, 1, 2], 4)
-    t = stats.map_at_r_terms(emb, labels)
-    full = retrieval_metrics(emb, labels)["map_at_r"]
-    assert t.mean() == pytest.approx(full)
-    # var(t)/n is the jackknife variance (n-1)/n sum_j (MAP_(-j) - mean)², by brute force
-    loo = np.array([retrieval_metrics(np.delete(emb, j, 0), np.delete(labels, j))["map_at_r"]
-                    for j in range(12)])
-    assert t.var(ddof=1) / 12 == pytest.approx(11 / 12 * np.sum((loo - loo.mean()) ** 2))
-    # no sample shares its label: MAP@R undefined, no terms (NaN: left out by compare)
-    assert np.isnan(stats.map_at_r_terms(emb[:3], np.arange(3))).all()
-
-
 def _simulated_pvalues(n_sets: int, resplit: bool, seed: int) -> dict[str, np.ndarray]:
     """Null data sets from the first-order model the module doc describes: a test sample adds
     b_i, a training sample h_j / m, a (unit, sample) flips e_ui, a unit a shift; all mean 0."""
@@ -226,6 +187,48 @@ def test_seed_part_by_hand():
     single = (stats.SeedNoise(deltas, 1), stats.SeedNoise(deltas, 1))
     assert stats.compare([d, d], units, seed_noise=single).var_seed == pytest.approx(
         2 * sigma2 / 2)
+
+
+def test_seed_part_of_the_difference_by_hand():
+    """Twins paired by seed: B's twin differences are half of A's (two setups started alike
+    move together), so the difference's are half of A's too: (.1, .1, 0, 0), (-.1, 0, 0, 0).
+
+    Per unit Delta² - Σ delta² / n² (4 samples): .05² - .02/16 = .00125 and .025² - .01/16 =
+    0; mean .000625, halved: sigma²_c = .0003125 per twin; two twins averaged, J = 2 units:
+    V_seed = .0003125 / 2 / 2 = .000078125. The sides measured apart would add A's .00125 and
+    B's .0003125 per twin: V_seed = .000390625, five times as much.
+    """
+    d = np.array([0.4, 0.2, -0.1, -0.1])
+    units = _two_units_four_samples(d)
+    deltas_a = [np.array([0.2, 0.2, 0.0, 0.0]), np.array([-0.2, 0.0, 0.0, 0.0])]
+    deltas_b = [x / 2 for x in deltas_a]
+    paired = stats.SeedNoise([a - b for a, b in zip(deltas_a, deltas_b, strict=True)], 2)
+    assert stats.compare([d, d], units, seed_noise=paired).var_seed == pytest.approx(
+        0.000078125)
+    apart = (stats.SeedNoise(deltas_a, 2), stats.SeedNoise(deltas_b, 2))
+    assert stats.compare([d, d], units, seed_noise=apart).var_seed == pytest.approx(
+        0.000390625)
+
+
+def test_paired_seed_part_is_unbiased_where_setups_share_seeds():
+    """Simulated setups whose seed noise correlates rho = 0.8 (continuous terms: the seed part
+    of a twin-mean difference is exactly 2 (1 - rho) sd_seed² / T / J = 8e-5 here; the flips
+    of single samples belong to the test part). The difference's twins measure it; adding the
+    sides' measures 2 sd_seed² / T / J = 4e-4, five times too much, and the same excess taken
+    out of the training part leaves that part at 0 (anti-conservative: the old estimate)."""
+    from tgmatl.evaluation.simulate import Design, compare_arms, simulate_arms
+
+    d = Design(kind="continuous", seed_agreement=0.8)
+    paired, apart = [], []
+    for seed in range(40):
+        data = simulate_arms(d, seed)
+        paired.append(compare_arms(data, 1, 0))
+        apart.append(compare_arms(data, 1, 0, twins_a=[0, 1], twins_b=[0, 1]))
+    truth = 2 * (1 - 0.8) * d.sd_seed**2 / d.twins / 16
+    assert np.mean([r.var_seed for r in paired]) == pytest.approx(truth, rel=0.2)
+    assert np.mean([r.var_seed for r in apart]) == pytest.approx(5 * truth, rel=0.2)
+    assert np.mean([r.var_train == 0 for r in apart]) > np.mean(
+        [r.var_train == 0 for r in paired])
 
 
 def test_seed_flips_are_summed_within_test_scenes():

@@ -4,6 +4,8 @@ The layers, each using only those above it:
 
 - :mod:`~tgmatl.evaluation.metrics`: a unit's metrics (accuracy, F1, R², retrieval P@1 and
   MAP@R); the ``train`` stages call it for every unit.
+- :mod:`~tgmatl.evaluation.terms`: per-sample terms whose unit mean is a metric (the train
+  stages write MAP@R's jackknife terms with their predictions).
 - :mod:`~tgmatl.evaluation.stats`: the statistic, a paired test over units with its variance.
 - :mod:`~tgmatl.evaluation.comparisons`: which cells are compared on which metric, and the
   findings of the paper as parts to test.

@@ -67,7 +67,7 @@ def arm_terms(df: pd.DataFrame, metric: str, features: Sequence[str]) -> pd.Seri
     unit's (and twin's) test samples is that unit's ``metric``.
 
     Accuracy: ``1[correct]``. MAP@R: the jackknife terms
-    (:func:`tgmatl.evaluation.stats.map_at_r_terms`, computed by the train stage: a test sample
+    (:func:`tgmatl.evaluation.terms.map_at_r_terms`, computed by the train stage: a test sample
     is a query and an item of the other queries' lists). Box R² (uniform average over the
     ``K`` features, ``SST_k`` of the unit's test truth): ``u_i = 1 - (n/K) Σ_k e²_ik / SST_k``;
     a feature constant on a unit's test samples has no R² and adds nothing.
@@ -160,10 +160,12 @@ def compare(preds: dict[Cell, pd.DataFrame], a: Cell, b: Cell, metric: str,
     """The paired test of ``metric(a) - metric(b)`` over the units
     (:func:`tgmatl.evaluation.stats.compare`), clustered on ``scenes`` (sample id -> scene).
 
-    ``twins_a`` / ``twins_b``: the seed twins a side averages (default: all). With twins on
-    both sides, their differences measure each side's seed noise; the A/A control compares
-    one twin of a setup with another (``twins_a=[0], twins_b=[1]``), and the seed noise of each
-    of those sides is then measured by that setup's twin 0 - twin 1.
+    ``twins_a`` / ``twins_b``: the seed twins a side averages (default: all). Where both sides
+    average the same twins, twin ``t`` of A and of B share a seed (the pipeline seeds units and
+    twins, not setups), and the difference's own twin 0 - twin 1 measures its seed noise
+    (setups started alike move together). The A/A control compares one twin of a setup with
+    another (``twins_a=[0], twins_b=[1]``); the seed noise of each of those sides is then
+    measured apart, by that setup's twin 0 - twin 1.
     """
     from tgmatl.evaluation import stats
 
@@ -188,9 +190,14 @@ def compare(preds: dict[Cell, pd.DataFrame], a: Cell, b: Cell, metric: str,
         if noise_a is not None and noise_b is not None:
             deltas_a.append(noise_a[0][key])
             deltas_b.append(noise_b[0][key])
-    seed = None
+    seed: stats.SeedNoise | tuple[stats.SeedNoise, stats.SeedNoise] | None = None
     if noise_a is not None and noise_b is not None:
-        seed = (stats.SeedNoise(deltas_a, noise_a[1]), stats.SeedNoise(deltas_b, noise_b[1]))
+        if twins_a is None and twins_b is None and sa.twins == sb.twins and b != a:
+            seed = stats.SeedNoise([x - y for x, y in zip(deltas_a, deltas_b, strict=True)],
+                                   sa.twins)
+        else:
+            seed = (stats.SeedNoise(deltas_a, noise_a[1]),
+                    stats.SeedNoise(deltas_b, noise_b[1]))
     try:
         result = stats.compare(diffs, units, alpha=alpha, groups=scenes, seed_noise=seed)
     except ValueError as exc:

@@ -309,7 +309,7 @@ def map_at_r_leave_one_out(emb: np.ndarray, labels: np.ndarray,
     lists. Per-query APs miss the second part, so their spread understates how much MAP@R
     moves with the test samples drawn (about 3x in variance on planted surveys); the
     leave-one-out values give jackknife terms that hold both
-    (:func:`tgmatl.evaluation.stats.map_at_r_terms`).
+    (:func:`tgmatl.evaluation.terms.map_at_r_terms`).
 
     Removing item ``j`` at (1-based) rank ``s`` of query ``q`` (``R`` items of q's label,
     ``c_k`` of them within the first ``k`` ranks) shifts the later ranks up by one; with

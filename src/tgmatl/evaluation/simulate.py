@@ -17,7 +17,10 @@ setups gets per-sample terms (their unit mean is the unit's metric) from a laten
   ``influence_test_corr``, a sample's influence as a training sample is correlated with its
   own difficulty as a test sample: its two roles covary when ``resplit`` lets it take both;
 - ``e``: a unit's whole-unit seed noise (Adam's start, batch order, early stop), ``f``:
-  per-sample flips of the seed.
+  per-sample flips of the seed. Different setups of one unit and twin share their seed (the
+  pipeline seeds units and twins, not setups), so their seed noise is correlated
+  ``seed_agreement`` (planted surveys through the real training: 0.74-0.95, CLTL vs MATL);
+  an A/A pair's seeds are apart (independent).
 
 The term is ``1[z > 0]`` (``kind="binary"``: accuracy) or ``z`` itself (``"continuous"``: an
 R²-like error term). ``aa=True`` makes every arm the same setup (the same ``a`` and ``h``;
@@ -52,6 +55,7 @@ class Design:
     influence_test_corr: float = 0.0
     sd_seed: float = 0.08         # whole-unit seed noise
     sd_flip: float = 0.5          # per-sample seed flips
+    seed_agreement: float = 0.0   # corr of two setups' seed noise (same unit, twin and seed)
     kind: str = "binary"
     aa: bool = False              # every arm the same setup (seeds apart)
     shift: float = 0.0            # mu_1 - mu_0 on the latent scale
@@ -95,6 +99,12 @@ def _effects(scene: np.ndarray, sd: float, share: float, agree: float, arms: int
     return sd * (np.sqrt(agree) * base + np.sqrt(1.0 - agree) * own)
 
 
+def _seed_noise(shape: tuple[int, ...], rho: float, rng: np.random.Generator) -> np.ndarray:
+    """Standard normal noise, arms (axis 0) correlated ``rho`` through a shared draw."""
+    common = rng.standard_normal((1, *shape[1:]))
+    return np.sqrt(rho) * common + np.sqrt(1.0 - rho) * rng.standard_normal(shape)
+
+
 def simulate_arms(d: Design, seed: int, arms: int = 2) -> Arms:
     """One data set of ``arms`` setups measured on the same units (module doc)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x63616C6962]))
@@ -109,6 +119,7 @@ def simulate_arms(d: Design, seed: int, arms: int = 2) -> Arms:
     mu = np.full(arms, 0.4)
     mu[1:2] += d.shift
     terms, units = [], []
+    rho = 0.0 if d.aa else d.seed_agreement
     test = _grouped(scene, d.test_size, rng)
     for r in range(d.repeats):
         if r and d.resplit:
@@ -126,8 +137,8 @@ def simulate_arms(d: Design, seed: int, arms: int = 2) -> Arms:
             tr = pool[fold != f]
             trained = h[:, tr].mean(axis=1)  # [arms] the unit's training-set effect
             z = (mu[:, None, None] + a[:, None, te] + trained[:, None, None]
-                 + d.sd_seed * rng.standard_normal((arms, d.twins, 1))
-                 + d.sd_flip * rng.standard_normal((arms, d.twins, len(te))))
+                 + d.sd_seed * _seed_noise((arms, d.twins, 1), rho, rng)
+                 + d.sd_flip * _seed_noise((arms, d.twins, len(te)), rho, rng))
             terms.append((z > 0).astype(float) if d.kind == "binary" else z)
             units.append(stats.Unit(r, ids[te], ids[tr]))
     return Arms(terms, units, dict(zip(ids, scene.astype(str), strict=True)))
@@ -136,9 +147,11 @@ def simulate_arms(d: Design, seed: int, arms: int = 2) -> Arms:
 def compare_arms(data: Arms, a: int, b: int, *, alpha: float = 0.05,
                  twins_a: list[int] | None = None,
                  twins_b: list[int] | None = None) -> stats.PairedComparison:
-    """Arm ``a`` against arm ``b`` through :func:`tgmatl.evaluation.stats.compare`: twin means
-    differenced, each arm's seed noise from its twin 0 - twin 1 (a single-twin side, as in an
-    A/A control of twin 0 against twin 1, borrows its arm's)."""
+    """Arm ``a`` against arm ``b`` through :func:`tgmatl.evaluation.stats.compare` as the
+    report passes two setups (:func:`tgmatl.evaluation.comparisons.compare`): twin means
+    differenced, the seed noise from the difference's twin 0 - twin 1 (twins paired by seed);
+    with ``twins_a`` / ``twins_b`` (an A/A control of twin 0 against twin 1) each side's
+    apart, from its arm's twin 0 - twin 1."""
     diffs, deltas_a, deltas_b = [], [], []
     ta = twins_a if twins_a is not None else list(range(data.terms[0].shape[1]))
     tb = twins_b if twins_b is not None else list(range(data.terms[0].shape[1]))
@@ -146,5 +159,10 @@ def compare_arms(data: Arms, a: int, b: int, *, alpha: float = 0.05,
         diffs.append(t[a, ta].mean(axis=0) - t[b, tb].mean(axis=0))
         deltas_a.append(t[a, 0] - t[a, 1])
         deltas_b.append(t[b, 0] - t[b, 1])
-    noise = (stats.SeedNoise(deltas_a, len(ta)), stats.SeedNoise(deltas_b, len(tb)))
+    noise: stats.SeedNoise | tuple[stats.SeedNoise, stats.SeedNoise]
+    if twins_a is None and twins_b is None:
+        noise = stats.SeedNoise([x - y for x, y in zip(deltas_a, deltas_b, strict=True)],
+                                len(ta))
+    else:
+        noise = (stats.SeedNoise(deltas_a, len(ta)), stats.SeedNoise(deltas_b, len(tb)))
     return stats.compare(diffs, data.units, alpha=alpha, groups=data.groups, seed_noise=noise)

@@ -384,7 +384,7 @@ class SetupTrainer:
         heads' randomness (probe inner CV, mlp starts) is the twin's; the retrieval queries
         are the unit's, the same for every twin and setup."""
         from tgmatl.evaluation import metrics as evaluation
-        from tgmatl.evaluation import stats
+        from tgmatl.evaluation import terms
 
         t = inputs.units[unit]
         tr, va, te = fold_roles(inputs, unit)
@@ -413,9 +413,8 @@ class SetupTrainer:
             "class_ap": cls_r.ap, "class_hit": cls_r.hit,
             "box_ap": box_r.ap, "box_hit": box_r.hit,
             # jackknife terms: MAP@R's per-sample terms for the paired tests
-            # (tgmatl.evaluation.stats)
-            "class_map_term": stats.jackknife_map_terms(cls_r),
-            "box_map_term": stats.jackknife_map_terms(box_r),
+            "class_map_term": terms.jackknife_map_terms(cls_r),
+            "box_map_term": terms.jackknife_map_terms(box_r),
         })
         for k, name in enumerate(inputs.feature_names):
             per_sample[f"feat_{name}"] = t.features[te, k].astype(np.float64)

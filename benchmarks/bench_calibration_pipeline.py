@@ -22,7 +22,8 @@ correlation over units of two cells' twin 0 - twin 1 unit means): CLTL vs MATL o
 embedding, and the setup across the near and the independent embedding.
 
 Training is shortened for cost (``train.epochs`` 60, ``patience`` 8, 3 L2 values for the
-probes); every metric of the report (accuracy, box R², class and box MAP@R) is tested.
+probes: 0.01, 1, 100; ``--full-grid``: the params' seven); every metric of the report
+(accuracy, box R², class and box MAP@R) is tested.
 
     PYTHONPATH=src:benchmarks .venv/bin/python benchmarks/bench_calibration_pipeline.py \
         --datasets 10 [--sizes demo,survey] [--configs weak --resplit false] [--start 0]
@@ -63,6 +64,7 @@ SIZES = {"demo": dict(n=240, scene_size=2.5), "survey": dict(n=2500, scene_size=
 
 
 SMOKE = {"on": False}  # --smoke: 3 folds, 1 repeat, 5 epochs (checks the harness, not calibration)
+FULL_GRID = {"on": False}  # --full-grid: the params' heads.l2_grid, not the short one
 
 
 def _params():
@@ -80,7 +82,8 @@ def _params():
     train = read_section(TrainParams, raw, "train")
     train = dataclasses.replace(train, epochs=60, patience=8)
     heads = read_section(HeadsParams, raw, "heads")
-    heads = dataclasses.replace(heads, l2_grid=(0.01, 1.0, 100.0))
+    if not FULL_GRID["on"]:
+        heads = dataclasses.replace(heads, l2_grid=(0.01, 1.0, 100.0))
     split = read_section(SplitParams, raw, "split")
     ev = read_section(EvalParams, raw, "eval")
     if SMOKE["on"]:
@@ -337,6 +340,8 @@ if __name__ == "__main__":
                                              "(appended; counted in the table)")
     ap.add_argument("--out", default="")
     ap.add_argument("--smoke", action="store_true", help="tiny protocol: checks the harness")
+    ap.add_argument("--full-grid", action="store_true",
+                    help="the probes' whole heads.l2_grid of params.yaml (default: 3 values)")
     ap.add_argument("--configs", default="weak,strong", help="herd strengths: weak,strong")
     ap.add_argument("--resplit", default="false,true", help="eval.resplit values: false,true")
     ap.add_argument("--sizes", default="demo", help="survey sizes: demo (240), survey (2500)")
@@ -348,6 +353,7 @@ if __name__ == "__main__":
         print(table(json.loads(Path(args.table).read_text())))
         sys.exit(0)
     SMOKE["on"] = args.smoke
+    FULL_GRID["on"] = args.full_grid
     if args.recompute:
         if not (args.keep and args.raw):
             ap.error("--recompute needs --keep and --raw")

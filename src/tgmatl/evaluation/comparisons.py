@@ -4,8 +4,9 @@ Every setup of every backbone is measured on the same (repeat, fold) units and, 
 on the same test samples, so two (backbone, setup) cells can be compared sample by sample. For
 one metric, each side's unit value is a mean of per-sample terms (:func:`arm_terms`; with seed
 twins, averaged over the twins); :func:`compare` hands the differences, the test samples'
-scenes and the twins' differences to :func:`tgmatl.evaluation.stats.compare`, which turns them
-into a difference, an interval and a p-value.
+scenes and the twins' differences (the difference's own: twins are paired by seed) to
+:func:`tgmatl.evaluation.stats.compare`, which turns them into a difference, an interval and a
+p-value.
 
 The findings of METHOD.md ("Findings the paper reports") are :data:`FINDINGS`;
 :func:`finding_rows` says, per backbone, which comparisons each one makes and how each is

@@ -42,8 +42,8 @@ Methods (``compare(..., method=...)``):
   fold-to-fold variance of that term is ``(G_p/k) s_H² / m²``: the delete-a-fold jackknife
   gives ``s_H² = S_c m² k / G_p``. ``S_c`` is the *coherent* fold-to-fold variance of ``D_u``
   less the seed noise: that variance minus ``sum_g var_u(sum_{i in g} d[u, i]) / n²``
-  (single test scenes flipping, which average out and are in ``V_test``) minus
-  ``sigma²_c / T`` of each side, pooled over repeats, floored at 0. Without twins the seed
+  (single test scenes flipping, which average out and are in ``V_test``) minus the seed
+  part's ``sigma²_c / T`` (per unit), pooled over repeats, floored at 0. Without twins the seed
   noise cannot be told from training influence and stays in ``S_c``, scaled like it
   (~(k-1)²/k: conservative).
 - With ``eval.resplit: true`` a sample can be a test sample of one repeat and a training

@@ -202,7 +202,7 @@ def test_seed_part_of_the_difference_by_hand():
     units = _two_units_four_samples(d)
     deltas_a = [np.array([0.2, 0.2, 0.0, 0.0]), np.array([-0.2, 0.0, 0.0, 0.0])]
     deltas_b = [x / 2 for x in deltas_a]
-    paired = stats.SeedNoise([a - b for a, b in zip(deltas_a, deltas_b, strict=True)], 2)
+    paired = stats.SeedNoise.of_difference(deltas_a, deltas_b, 2)
     assert stats.compare([d, d], units, seed_noise=paired).var_seed == pytest.approx(
         0.000078125)
     apart = (stats.SeedNoise(deltas_a, 2), stats.SeedNoise(deltas_b, 2))

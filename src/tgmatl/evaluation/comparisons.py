@@ -193,9 +193,8 @@ def compare(preds: dict[Cell, pd.DataFrame], a: Cell, b: Cell, metric: str,
             deltas_b.append(noise_b[0][key])
     seed: stats.SeedNoise | tuple[stats.SeedNoise, stats.SeedNoise] | None = None
     if noise_a is not None and noise_b is not None:
-        if twins_a is None and twins_b is None and sa.twins == sb.twins and b != a:
-            seed = stats.SeedNoise([x - y for x, y in zip(deltas_a, deltas_b, strict=True)],
-                                   sa.twins)
+        if twins_a is None and twins_b is None and sa.twins == sb.twins:
+            seed = stats.SeedNoise.of_difference(deltas_a, deltas_b, sa.twins)
         else:
             seed = (stats.SeedNoise(deltas_a, noise_a[1]),
                     stats.SeedNoise(deltas_b, noise_b[1]))

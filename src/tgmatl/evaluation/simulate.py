@@ -161,8 +161,7 @@ def compare_arms(data: Arms, a: int, b: int, *, alpha: float = 0.05,
         deltas_b.append(t[b, 0] - t[b, 1])
     noise: stats.SeedNoise | tuple[stats.SeedNoise, stats.SeedNoise]
     if twins_a is None and twins_b is None:
-        noise = stats.SeedNoise([x - y for x, y in zip(deltas_a, deltas_b, strict=True)],
-                                len(ta))
+        noise = stats.SeedNoise.of_difference(deltas_a, deltas_b, len(ta))
     else:
         noise = (stats.SeedNoise(deltas_a, len(ta)), stats.SeedNoise(deltas_b, len(tb)))
     return stats.compare(diffs, data.units, alpha=alpha, groups=data.groups, seed_noise=noise)

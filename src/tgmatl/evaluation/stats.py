@@ -108,6 +108,14 @@ class SeedNoise:
     deltas: Sequence[np.ndarray]
     twins: int
 
+    @classmethod
+    def of_difference(cls, deltas_a: Sequence[np.ndarray], deltas_b: Sequence[np.ndarray],
+                      twins: int) -> SeedNoise:
+        """The difference's own twin deltas ``(A_0 - B_0) - (A_1 - B_1)`` from each side's,
+        for sides whose twin ``t`` share a seed and that average ``twins`` twins each."""
+        return cls([np.asarray(x) - np.asarray(y)
+                    for x, y in zip(deltas_a, deltas_b, strict=True)], twins)
+
 
 @dataclass(frozen=True)
 class PairedComparison:

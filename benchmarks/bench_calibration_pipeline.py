@@ -322,6 +322,7 @@ def table(rows: list[dict]) -> str:
         rates = [" / ".join(f"{c[s, m]['fpr']:.3f}" for s in SETUPS) for m in METRICS]
         lines.append(f"| {size} | {herds} | {str(resplit).lower()} | {null} | {n} | "
                      + " | ".join(rates) + " |")
+    lines += ["", *pooled(rows)]
     lines += ["", "| size | herds | resplit | pair | accuracy | box R² | class MAP@R | box MAP@R |",
               "|---" * 8 + "|"]
     for (size, herds, resplit), a in agree.items():
@@ -329,6 +330,29 @@ def table(rows: list[dict]) -> str:
             lines.append(f"| {size} | {herds} | {str(resplit).lower()} | {pair} | "
                          + " | ".join(f"{a[pair, m]:.2f}" for m in METRICS) + " |")
     return "\n".join(lines)
+
+
+def pooled(rows: list[dict]) -> list[str]:
+    """Rejections / tests pooled over herds and setups, per (size, resplit) and null and per
+    metric: single cells of a few dozen data sets cannot be told from 0.05 one by one."""
+    count: dict[tuple, list[float]] = {}
+    for r in rows:
+        if r["null"] == "seed_agreement":
+            continue
+        k, n = round(r["fpr"] * r["n_datasets"]), r["n_datasets"]
+        for key in ((r.get("size", "demo"), r["resplit"], "null", r["null"]),
+                    (r.get("size", "demo"), r["resplit"], "metric", r["metric"]),
+                    (r.get("size", "demo"), r["resplit"], "all", "")):
+            c = count.setdefault(key, [0, 0])
+            c[0] += k
+            c[1] += n
+    lines = ["| size | resplit | pooled over | rejections / tests | rate |", "|---" * 5 + "|"]
+    order = {"null": 0, "metric": 1, "all": 2}
+    for (size, resplit, kind, name), (k, n) in sorted(
+            count.items(), key=lambda kv: (kv[0][0], kv[0][1], order[kv[0][2]], kv[0][3])):
+        label = "everything" if kind == "all" else f"{kind} {name}"
+        lines.append(f"| {size} | {str(resplit).lower()} | {label} | {k} / {n} | {k / n:.3f} |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -305,9 +305,9 @@ def mde_markdown(ev: Evidence) -> str:
 
 def evidence_markdown(ev: Evidence, n_units: int, resplit: bool, plots_dir: str,
                       twins: int = 1) -> str:
-    split = ("the test split redrawn in every repeat: the test and training parts of the "
-             "variance are added at correlation 1, a bound that the calibration through the "
-             "pipeline found short for box R² on small surveys; see the README's calibration"
+    split = ("the test split redrawn in every repeat: a sample can be tested in one repeat "
+             "and trained on in another, so the repeats' standard errors are added at "
+             "correlation 1, a bound that costs power (`eval.resplit: false` avoids it)"
              if resplit else
              "one fixed test split, whose sampling is counted")
     seeds = (f"each trained {twins} times with different seeds (twins, averaged; their "

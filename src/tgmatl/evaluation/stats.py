@@ -46,11 +46,17 @@ Methods (``compare(..., method=...)``):
   part's ``sigma²_c / T`` (per unit), pooled over repeats, floored at 0. Without twins the seed
   noise cannot be told from training influence and stays in ``S_c``, scaled like it
   (~(k-1)²/k: conservative).
-- With ``eval.resplit: true`` a sample can be a test sample of one repeat and a training
-  sample of another; the covariance of its two roles is not estimable from one survey, so the
-  test and training parts are added at correlation 1: ``(sqrt(V_test) + sqrt(V_train))²``
-  (Cauchy-Schwarz; exact bound, costs power). With a fixed test split (the default) the two
-  parts are independent.
+- With ``eval.resplit: true`` each repeat has its own test split, so a sample can be a test
+  sample of one repeat and a training sample of another; how its two roles covary is not
+  estimable from one survey. Each repeat alone is a one-split experiment with the three parts
+  above, and ``diff`` is the mean of the repeats' differences (weighted by their units), so the
+  repeats' standard errors are added at correlation 1: ``se = sum_r w_r se_r``, a bound for
+  any covariance between them (Minkowski), df the smallest repeat's. (Adding the pooled test
+  and training parts at correlation 1 instead failed where the training part's estimate sat
+  at its floor of 0, which a repeat's 7 df leave it often: the bound then added nothing and
+  the symmetric nulls of the pipeline's calibration came out at 0.09–0.12; bounding whole
+  repeats also bounds their test parts, which is what carries such data sets.) It costs
+  power; with a fixed test split (the default) the parts are independent.
 - ``df``: Welch–Satterthwaite over the parts (``G - 1``, ``sum_r (k_r - 1)``, ``J``).
 
 What the interval is for: the expected difference of the two *procedures* (trained on
@@ -214,29 +220,16 @@ def compare(diffs: Sequence[np.ndarray], units: Sequence[Unit], *, alpha: float 
         return PairedComparison(0.0, 0.0, 0.0, 1.0, 0.0, float(n_units - 1), n_units, method,
                                 alpha)
     if method == "decomposed":
-        var_test, df_test, n_groups = _test_variance(d, units, groups)
-        seed_c = 0.0
-        var_seed, df_seed = 0.0, 0.0
-        if seed_noise is not None:
-            sides = (seed_noise,) if isinstance(seed_noise, SeedNoise) else seed_noise
-            seed_c = sum(_coherent_seed_variance(sn, d, units, groups) / sn.twins
-                         for sn in sides)
-            var_seed, df_seed = seed_c / n_units, float(n_units)
-        var_train, df_train = _train_variance(d, units, groups, seed_c)
-        parts = [[var_test, df_test], [var_train, df_train]]
-        bound = _roles_overlap(units)
-        if bound and var_test > 0 and var_train > 0:
-            # a sample is tested in one unit and trained on in another: the covariance of its
-            # two roles is unknown, so the parts are added at correlation 1 (Cauchy-Schwarz),
-            # the cross term shared in proportion for the df
-            cross = 2.0 * np.sqrt(var_test * var_train)
-            share = var_test / (var_test + var_train)
-            parts[0][0] += cross * share
-            parts[1][0] += cross * (1.0 - share)
-        var = parts[0][0] + parts[1][0] + var_seed
-        df = _satterthwaite(*(tuple(x) for x in parts), (var_seed, df_seed))
+        sides = None if seed_noise is None else (
+            (seed_noise,) if isinstance(seed_noise, SeedNoise) else tuple(seed_noise))
+        for sn in sides or ():
+            if len(sn.deltas) != len(d):
+                raise ValueError(f"seed_noise: {len(sn.deltas)} delta arrays for {len(d)} units")
+        if _roles_overlap(units):
+            return _resplit_bound(diff, d, units, groups, sides, alpha)
+        var, df, var_test, var_train, var_seed, n_groups = _decomposed(d, units, groups, sides)
         return _result(diff, var, df, n_units, method, alpha, var_test, var_train, var_seed,
-                       n_groups, bound)
+                       n_groups, False)
     s2 = float(unit_means.var(ddof=1))
     df = float(n_units - 1)
     if method == "naive":
@@ -249,6 +242,50 @@ def compare(diffs: Sequence[np.ndarray], units: Sequence[Unit], *, alpha: float 
         var = (1.0 / n_units + n_test / n_train) * s2
     nan = float("nan")
     return _result(diff, var, df, n_units, method, alpha, nan, nan, nan, 0, False)
+
+
+def _decomposed(d: list[np.ndarray], units: Sequence[Unit], groups: np.ndarray | None,
+                sides: tuple[SeedNoise, ...] | None
+                ) -> tuple[float, float, float, float, float, int]:
+    """``var = V_test + V_train + V_seed`` of units whose test and training samples never
+    meet (one test split), its Welch–Satterthwaite df, the three parts and the test groups."""
+    var_test, df_test, n_groups = _test_variance(d, units, groups)
+    seed_c, var_seed, df_seed = 0.0, 0.0, 0.0
+    if sides is not None:
+        seed_c = sum(_coherent_seed_variance(sn, d, units, groups) / sn.twins for sn in sides)
+        var_seed, df_seed = seed_c / len(d), float(len(d))
+    var_train, df_train = _train_variance(d, units, groups, seed_c)
+    var = var_test + var_train + var_seed
+    df = _satterthwaite((var_test, df_test), (var_train, df_train), (var_seed, df_seed))
+    return var, df, var_test, var_train, var_seed, n_groups
+
+
+def _resplit_bound(diff: float, d: list[np.ndarray], units: Sequence[Unit],
+                   groups: np.ndarray | None, sides: tuple[SeedNoise, ...] | None,
+                   alpha: float) -> PairedComparison:
+    """Repeats with their own test splits (``eval.resplit``): each repeat alone is a
+    one-split experiment (:func:`_decomposed`), and ``diff`` is the units' mean, ``sum_r w_r
+    diff_r`` (``w_r``: the repeat's share of the units). A sample tested in one repeat and
+    trained on in another ties the repeats together in a way one survey cannot measure, so
+    they are added at correlation 1 (Minkowski: ``se = sum_r w_r se_r``, a bound for any
+    covariance), df the smallest repeat's. The parts are reported in the same proportions."""
+    repeats = np.array([u.repeat for u in units])
+    se, df, parts, n_groups = 0.0, np.inf, np.zeros(3), 0
+    for r in np.unique(repeats):
+        idx = np.flatnonzero(repeats == r)
+        sub = None if sides is None else tuple(
+            SeedNoise([sn.deltas[i] for i in idx], sn.twins) for sn in sides)
+        var_r, df_r, *parts_r, groups_r = _decomposed([d[i] for i in idx],
+                                                      [units[i] for i in idx], groups, sub)
+        w = len(idx) / len(units)
+        se += w * np.sqrt(var_r)
+        df = min(df, df_r)
+        parts += w * w * np.array(parts_r)
+        n_groups = max(n_groups, groups_r)
+    var = se * se
+    parts *= var / parts.sum() if parts.sum() > 0 else 0.0
+    return _result(diff, var, float(df), len(units), "decomposed", alpha, *map(float, parts),
+                   n_groups, True)
 
 
 def _result(diff: float, var: float, df: float, n_units: int, method: str, alpha: float,

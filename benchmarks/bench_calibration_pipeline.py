@@ -243,19 +243,21 @@ def _append(raw: Path | None, size: str, config: str, resplit: bool, seed: int,
         f.write(line)
 
 
-def recompute(keep: Path, raw: Path) -> None:
-    """Test every kept data set again with the current code (no training): for a change of
-    the statistics. Writes ``raw`` anew."""
+def recompute(keep: Path, raw: Path, jobs: int = 1) -> None:
+    """Test every kept data set again with the current code (no training), ``jobs`` at a
+    time: for a change of the statistics. Writes ``raw`` anew."""
+    from joblib import Parallel, delayed
+
     from tgmatl.tfsetup import start_tensorflow
 
     start_tensorflow()
+    folders = sorted(p for p in keep.iterdir() if p.is_dir())
+    results = Parallel(n_jobs=jobs, verbose=5)(delayed(evaluate)(f) for f in folders)
     tmp = raw.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
-    folders = sorted(p for p in keep.iterdir() if p.is_dir())
-    for i, folder in enumerate(folders):
+    for folder, res in zip(folders, results, strict=True):
         size, config, split, seed = folder.name.split("-")
-        _append(tmp, size, config, split == "resplit", int(seed), evaluate(folder))
-        print(f"  {folder.name} ({i + 1}/{len(folders)})", flush=True)
+        _append(tmp, size, config, split == "resplit", int(seed), res)
     tmp.replace(raw)
 
 
@@ -372,6 +374,7 @@ if __name__ == "__main__":
     ap.add_argument("--keep", default="", help="folder to keep each data set's predictions in")
     ap.add_argument("--recompute", action="store_true",
                     help="test the data sets kept in --keep again (no training), into --raw")
+    ap.add_argument("--jobs", type=int, default=1, help="--recompute: data sets at a time")
     args = ap.parse_args()
     if args.table:
         print(table(json.loads(Path(args.table).read_text())))
@@ -381,7 +384,7 @@ if __name__ == "__main__":
     if args.recompute:
         if not (args.keep and args.raw):
             ap.error("--recompute needs --keep and --raw")
-        recompute(Path(args.keep), Path(args.raw))
+        recompute(Path(args.keep), Path(args.raw), args.jobs)
         args.datasets = 0
     rows = run_pipeline(args.datasets, tuple(args.configs.split(",")),
                         tuple(v == "true" for v in args.resplit.split(",")), args.start,

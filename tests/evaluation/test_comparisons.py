@@ -206,3 +206,29 @@ def test_seed_noise_is_measured_on_the_difference_of_twins_paired_by_seed():
     apart = compare(*args, alpha=0.05, twins_a=[0, 1], twins_b=[0, 1]).result
     assert apart.var_seed > 0.0
     assert paired.diff == pytest.approx(apart.diff)
+
+
+def test_training_part_at_its_floor_is_marked():
+    """A significant comparison whose training part is 0 gets a † and a note; one with a
+    training part does not; comparisons.json carries each one's training share."""
+    from tgmatl.evaluation.evidence import Evidence, comparisons_json, comparisons_markdown
+
+    def comp(b: str, diff: float, var_test: float, var_train: float) -> Comparison:
+        se = float(np.sqrt(var_test + var_train))
+        p = 2 * sps.t.sf(abs(diff) / se, 40.0)
+        return Comparison(("clip", "tg_matl"), ("clip", b), "accuracy",
+                          PairedComparison(diff, diff - 2 * se, diff + 2 * se, p, se, 40.0, 16,
+                                           "decomposed", 0.05, var_test, var_train, 0.0))
+
+    at_floor = comp("wtl", 0.05, 1e-4, 0.0)       # se 0.01, p < 0.001
+    with_train = comp("cltl", 0.05, 1e-4, 3e-4)  # se 0.02, p 0.017: the share is 3/4
+    ev = Evidence([(at_floor, 0.001), (with_train, 0.03)], [], 0.05, "decomposed")
+    md = comparisons_markdown(ev).splitlines()
+    assert "†" in md[2] and "†" not in md[3]
+    assert any(line.startswith("†: significant with the training part") for line in md)
+    out = comparisons_json(ev)["clip"]
+    assert out["vs_wtl"]["accuracy_train_share"] == 0.0
+    assert out["vs_cltl"]["accuracy_train_share"] == pytest.approx(0.75)
+    # nothing significant at the floor: no note
+    quiet = Evidence([(with_train, 0.03)], [], 0.05, "decomposed")
+    assert "†" not in comparisons_markdown(quiet)

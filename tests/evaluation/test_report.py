@@ -291,6 +291,7 @@ def test_claims_and_comparisons(report):
         assert set(comps[b]["mde"]) == {"accuracy", "r2", "class_map_at_r", "box_map_at_r"}
         assert 0 < comps[b]["mde"]["accuracy"] < 0.5
         assert comps[b]["vs_matl"]["accuracy_mde"] <= comps[b]["mde"]["accuracy"]
+        assert 0.0 <= comps[b]["vs_matl"]["accuracy_train_share"] <= 1.0
     # across backbones: one row, under dinov2
     assert "tg_matl_r2_best_with_dinov2" in claims["dinov2"]
     assert "tg_matl_r2_best_with_dinov2" not in claims["clip"]

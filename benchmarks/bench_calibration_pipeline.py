@@ -167,6 +167,7 @@ def evaluate(work: Path) -> dict[str, dict]:
         read_predictions,
         unit_memberships,
     )
+    from tgmatl.evaluation.evidence import train_share
 
     geometry = _params()[4]
     samples = pd.read_parquet(work / "samples.parquet")
@@ -182,7 +183,8 @@ def evaluate(work: Path) -> dict[str, dict]:
                 c = compare(preds, ("a", setup), (run, setup), m, features, train_ids, scenes,
                             alpha=0.05)
                 out[f"{setup}/{null}/{m}"] = {"diff": c.result.diff, "p": c.result.p_value,
-                                              "se": c.result.se}
+                                              "se": c.result.se,
+                                              "train_share": train_share(c.result)}
 
     def twin_delta(cell: tuple[str, str], m: str) -> np.ndarray:
         df = preds[cell]
@@ -291,11 +293,18 @@ def _rows(found: dict[int, dict], size: str, config: str, resplit: bool,
             continue
         v = np.array([(res[key]["diff"], res[key]["p"], res[key]["se"])
                       for res in found.values() if key in res])
+        # rejections with the training part at its floor of 0 / above it (where recorded)
+        share = np.array([np.nan if res[key].get("train_share") is None
+                          else res[key]["train_share"] for res in found.values() if key in res])
+        at_floor, known = share == 0.0, ~np.isnan(share)
         setup, null, metric = key.split("/")
         rate = _rate(v[:, 1] < 0.05)
         rows.append({"size": size, "n": SIZES[size]["n"], "clustering": config,
                      "resplit": resplit, "setup": setup, "null": null,
                      "metric": metric, "n_datasets": len(v), "fpr": rate["rate"],
+                     "floored": [int(np.sum((v[:, 1] < 0.05) & at_floor)), int(at_floor.sum())],
+                     "unfloored": [int(np.sum((v[:, 1] < 0.05) & known & ~at_floor)),
+                                   int(np.sum(known & ~at_floor))],
                      "fpr_low": rate["low"], "fpr_high": rate["high"],
                      "se_ratio": float(np.sqrt(np.mean(v[:, 2] ** 2))
                                        / max(v[:, 0].std(), 1e-12)),
@@ -349,11 +358,21 @@ def pooled(rows: list[dict]) -> list[str]:
             c[0] += k
             c[1] += n
     lines = ["| size | resplit | pooled over | rejections / tests | rate |", "|---" * 5 + "|"]
+    floors: dict[tuple, list[int]] = {}
+    for r in rows:
+        if "floored" in r:
+            for key, (k, n) in (("at the floor", r["floored"]), ("above it", r["unfloored"])):
+                c = floors.setdefault((r.get("size", "demo"), r["resplit"], key), [0, 0])
+                c[0] += k
+                c[1] += n
     order = {"null": 0, "metric": 1, "all": 2}
     for (size, resplit, kind, name), (k, n) in sorted(
             count.items(), key=lambda kv: (kv[0][0], kv[0][1], order[kv[0][2]], kv[0][3])):
         label = "everything" if kind == "all" else f"{kind} {name}"
         lines.append(f"| {size} | {str(resplit).lower()} | {label} | {k} / {n} | {k / n:.3f} |")
+    for (size, resplit, key), (k, n) in sorted(floors.items()):
+        lines.append(f"| {size} | {str(resplit).lower()} | training part {key} | {k} / {n} | "
+                     f"{k / max(n, 1):.3f} |")
     return lines
 
 

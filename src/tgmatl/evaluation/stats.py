@@ -128,10 +128,11 @@ class PairedComparison:
     """A - B over the units: ``diff`` and its (1 - alpha) interval, two-sided ``p_value``.
 
     ``se`` is the standard error the interval and test use (``var_test + var_train +
-    var_seed``, with the resplit bound where it applies, for ``"decomposed"``; the parts are NaN
-    for the other methods). ``n_groups``: the independent test groups (scenes) ``var_test``
-    is clustered on. ``resplit_bound``: some sample is a test sample of one unit and a training
-    sample of another, so the test and training parts were added at correlation 1.
+    var_seed`` for ``"decomposed"``; the parts are NaN for the other methods). ``n_groups``:
+    the independent test groups (scenes) ``var_test`` is clustered on (with ``resplit_bound``,
+    the largest repeat's). ``resplit_bound``: some sample is a test sample of one unit and a
+    training sample of another, so the repeats were added at correlation 1 and the parts are
+    reported in the repeats' proportions (their sum is ``se²``).
     """
 
     diff: float

@@ -31,7 +31,9 @@ probes: 0.01, 1, 100; ``--full-grid``: the params' seven); every metric of the r
 
 ``--keep``: each data set's samples, split and predictions are kept (~2 MB a demo survey);
 ``--recompute --keep folder --raw results.jsonl`` then tests them all again with the current
-statistics, without training.
+statistics, without training (``--jobs`` at a time). ``--twins 4`` trains 4 seed twins a unit
+(give it its own ``--raw`` and ``--keep``); ``--recompute --first-twins 2`` on its folder tests
+the same data sets as if only twins 0 and 1 had been trained: what more twins buy, paired.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ SIZES = {"demo": dict(n=240, scene_size=2.5), "survey": dict(n=2500, scene_size=
 
 SMOKE = {"on": False}  # --smoke: 3 folds, 1 repeat, 5 epochs (checks the harness, not calibration)
 FULL_GRID = {"on": False}  # --full-grid: the params' heads.l2_grid, not the short one
+TWINS = {"n": 0}  # --twins: train.twins for every run (0: the params')
 
 
 def _params():
@@ -81,6 +84,8 @@ def _params():
     raw = load_params(ROOT / "params.yaml")
     train = read_section(TrainParams, raw, "train")
     train = dataclasses.replace(train, epochs=60, patience=8)
+    if TWINS["n"]:
+        train = dataclasses.replace(train, twins=TWINS["n"])
     heads = read_section(HeadsParams, raw, "heads")
     if not FULL_GRID["on"]:
         heads = dataclasses.replace(heads, l2_grid=(0.01, 1.0, 100.0))
@@ -155,10 +160,11 @@ def keep_dataset(work: Path, keep: Path) -> None:
             shutil.copyfile(work / "results" / name / "train" / f, out / f)
 
 
-def evaluate(work: Path) -> dict[str, dict]:
-    """The report's comparisons of one trained data set: per (setup, null, metric) the diff, p
-    and se; under ``seed_agreement/...`` the correlation over units of two cells' twin 0 -
-    twin 1 unit means (how far their seed noise is shared)."""
+def evaluate(work: Path, first_twins: int = 0) -> dict[str, dict]:
+    """The report's comparisons of one trained data set: per (setup, null, metric) the diff, p,
+    se and training share; under ``seed_agreement/...`` the correlation over units of two cells'
+    twin 0 - twin 1 unit means (how far their seed noise is shared). ``first_twins``: test as
+    if only twins ``0 .. first_twins - 1`` had been trained (0: all)."""
     import pandas as pd
 
     from tgmatl.evaluation.comparisons import (
@@ -173,6 +179,8 @@ def evaluate(work: Path) -> dict[str, dict]:
     samples = pd.read_parquet(work / "samples.parquet")
     split = pd.read_parquet(work / "split.parquet")
     preds = read_predictions(work / "results", [(n, s) for n in RUNS for s in SETUPS])
+    if first_twins:
+        preds = {k: v[v["twin"] < first_twins].reset_index(drop=True) for k, v in preds.items()}
     features = list(geometry.features)
     train_ids = unit_memberships(split)
     scenes = dict(zip(samples["sample_id"], samples["scene_id"], strict=True))
@@ -245,16 +253,17 @@ def _append(raw: Path | None, size: str, config: str, resplit: bool, seed: int,
         f.write(line)
 
 
-def recompute(keep: Path, raw: Path, jobs: int = 1) -> None:
+def recompute(keep: Path, raw: Path, jobs: int = 1, first_twins: int = 0) -> None:
     """Test every kept data set again with the current code (no training), ``jobs`` at a
-    time: for a change of the statistics. Writes ``raw`` anew."""
+    time: for a change of the statistics, or with fewer twins (``first_twins``). Writes
+    ``raw`` anew."""
     from joblib import Parallel, delayed
 
     from tgmatl.tfsetup import start_tensorflow
 
     start_tensorflow()
     folders = sorted(p for p in keep.iterdir() if p.is_dir())
-    results = Parallel(n_jobs=jobs, verbose=5)(delayed(evaluate)(f) for f in folders)
+    results = Parallel(n_jobs=jobs, verbose=5)(delayed(evaluate)(f, first_twins) for f in folders)
     tmp = raw.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
     for folder, res in zip(folders, results, strict=True):
@@ -391,19 +400,25 @@ if __name__ == "__main__":
     ap.add_argument("--resplit", default="false,true", help="eval.resplit values: false,true")
     ap.add_argument("--sizes", default="demo", help="survey sizes: demo (240), survey (2500)")
     ap.add_argument("--keep", default="", help="folder to keep each data set's predictions in")
+    ap.add_argument("--twins", type=int, default=0,
+                    help="seed twins per unit (default: params.yaml train.twins); give such "
+                         "runs their own --raw and --keep")
     ap.add_argument("--recompute", action="store_true",
                     help="test the data sets kept in --keep again (no training), into --raw")
     ap.add_argument("--jobs", type=int, default=1, help="--recompute: data sets at a time")
+    ap.add_argument("--first-twins", type=int, default=0,
+                    help="--recompute: test only the first N twins of each unit (0: all)")
     args = ap.parse_args()
     if args.table:
         print(table(json.loads(Path(args.table).read_text())))
         sys.exit(0)
     SMOKE["on"] = args.smoke
     FULL_GRID["on"] = args.full_grid
+    TWINS["n"] = args.twins
     if args.recompute:
         if not (args.keep and args.raw):
             ap.error("--recompute needs --keep and --raw")
-        recompute(Path(args.keep), Path(args.raw), args.jobs)
+        recompute(Path(args.keep), Path(args.raw), args.jobs, args.first_twins)
         args.datasets = 0
     rows = run_pipeline(args.datasets, tuple(args.configs.split(",")),
                         tuple(v == "true" for v in args.resplit.split(",")), args.start,

@@ -355,25 +355,25 @@ def table(rows: list[dict]) -> str:
 def pooled(rows: list[dict]) -> list[str]:
     """Rejections / tests pooled over herds and setups, per (size, resplit) and null and per
     metric: single cells of a few dozen data sets cannot be told from 0.05 one by one."""
-    count: dict[tuple, list[float]] = {}
+    count: dict[tuple, list[int]] = {}
+    floors: dict[tuple, list[int]] = {}
+
+    def add(table: dict[tuple, list[int]], key: tuple, k: int, n: int) -> None:
+        c = table.setdefault(key, [0, 0])
+        c[0] += k
+        c[1] += n
+
     for r in rows:
         if r["null"] == "seed_agreement":
             continue
+        cell = (r.get("size", "demo"), r["resplit"])
         k, n = round(r["fpr"] * r["n_datasets"]), r["n_datasets"]
-        for key in ((r.get("size", "demo"), r["resplit"], "null", r["null"]),
-                    (r.get("size", "demo"), r["resplit"], "metric", r["metric"]),
-                    (r.get("size", "demo"), r["resplit"], "all", "")):
-            c = count.setdefault(key, [0, 0])
-            c[0] += k
-            c[1] += n
-    lines = ["| size | resplit | pooled over | rejections / tests | rate |", "|---" * 5 + "|"]
-    floors: dict[tuple, list[int]] = {}
-    for r in rows:
+        for kind, name in (("null", r["null"]), ("metric", r["metric"]), ("all", "")):
+            add(count, (*cell, kind, name), k, n)
         if "floored" in r:
-            for key, (k, n) in (("at the floor", r["floored"]), ("above it", r["unfloored"])):
-                c = floors.setdefault((r.get("size", "demo"), r["resplit"], key), [0, 0])
-                c[0] += k
-                c[1] += n
+            add(floors, (*cell, "at the floor"), *r["floored"])
+            add(floors, (*cell, "above it"), *r["unfloored"])
+    lines = ["| size | resplit | pooled over | rejections / tests | rate |", "|---" * 5 + "|"]
     order = {"null": 0, "metric": 1, "all": 2}
     for (size, resplit, kind, name), (k, n) in sorted(
             count.items(), key=lambda kv: (kv[0][0], kv[0][1], order[kv[0][2]], kv[0][3])):

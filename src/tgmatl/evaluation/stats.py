@@ -375,8 +375,6 @@ def _coherent_seed_variance(sn: SeedNoise, d: list[np.ndarray], units: Sequence[
     across scenes (a whole unit moving) is the seed part. (Summed sample by sample instead,
     negatively correlated terms inside a scene, as MAP@R's jackknife terms can be, would be
     subtracted here but not counted there: the A/A test of MAP@R came out anti-conservative.)"""
-    if len(sn.deltas) != len(d):
-        raise ValueError(f"seed_noise: {len(sn.deltas)} delta arrays for {len(d)} units")
     if sn.twins < 1:
         raise ValueError(f"seed_noise: twins must be >= 1, got {sn.twins}")
     vals = []

@@ -63,6 +63,7 @@ METRICS = ("accuracy", "r2", "class_map_at_r", "box_map_at_r")
 CONFIGS = {"weak": dict(scene_signal=1.0, scene_size=1.0),
            "strong": dict(scene_signal=3.0, scene_size=2.0)}
 SIZES = {"demo": dict(n=240, scene_size=2.5), "survey": dict(n=2500, scene_size=5.0)}
+SHIFT = 0.03  # the planted effect power is reported for (a location shift of A's terms)
 
 
 SMOKE = {"on": False}  # --smoke: 3 folds, 1 repeat, 5 epochs (checks the harness, not calibration)
@@ -191,7 +192,7 @@ def evaluate(work: Path, first_twins: int = 0) -> dict[str, dict]:
                 c = compare(preds, ("a", setup), (run, setup), m, features, train_ids, scenes,
                             alpha=0.05)
                 out[f"{setup}/{null}/{m}"] = {"diff": c.result.diff, "p": c.result.p_value,
-                                              "se": c.result.se,
+                                              "se": c.result.se, "df": c.result.df,
                                               "train_share": train_share(c.result)}
 
     def twin_delta(cell: tuple[str, str], m: str) -> np.ndarray:
@@ -300,8 +301,8 @@ def _rows(found: dict[int, dict], size: str, config: str, resplit: bool,
                          "metric": metric, "n_datasets": len(rho),
                          "rho": float(np.nanmean(rho))})
             continue
-        v = np.array([(res[key]["diff"], res[key]["p"], res[key]["se"])
-                      for res in found.values() if key in res])
+        v = np.array([(res[key]["diff"], res[key]["p"], res[key]["se"],
+                       res[key].get("df", np.nan)) for res in found.values() if key in res])
         # rejections with the training part at its floor of 0 / above it (where recorded)
         share = np.array([np.nan if res[key].get("train_share") is None
                           else res[key]["train_share"] for res in found.values() if key in res])
@@ -318,10 +319,40 @@ def _rows(found: dict[int, dict], size: str, config: str, resplit: bool,
                      "se_ratio": float(np.sqrt(np.mean(v[:, 2] ** 2))
                                        / max(v[:, 0].std(), 1e-12)),
                      "seconds": seconds})
+        if len(v) > 2 and not np.any(np.isnan(v[:, 3])):
+            power, oracle = shifted_power(v[:, 0], v[:, 2], v[:, 3])
+            rows[-1].update({"shift": SHIFT, "power": power["rate"],
+                             "power_low": power["low"], "power_high": power["high"],
+                             "oracle_power": oracle["rate"], "oracle_low": oracle["low"],
+                             "oracle_high": oracle["high"]})
         print(f"{size:6s} {config:6s} resplit={resplit!s:5s} {setup:5s} {null:16s} {metric:15s} "
               f"fpr {rate['rate']:.3f} [{rate['low']:.3f}, {rate['high']:.3f}] "
               f"se/sd {rows[-1]['se_ratio']:.2f} (n {len(v)})", flush=True)
     return rows
+
+
+def shifted_power(diff: np.ndarray, se: np.ndarray, df: np.ndarray, shift: float = SHIFT,
+                  alpha: float = 0.05) -> tuple[dict, dict]:
+    """Power of the test and of the oracle for a planted effect ``shift`` on a null's data sets.
+
+    The planted effect is a location shift: every per-sample term of side A raised by
+    ``shift``. ``diff`` moves by ``shift`` and nothing else does: the test, training and seed
+    parts are built from deviations (of samples from the mean, of folds from each other, of
+    twin from twin), so each data set's se and df stay what the null's were and its p is
+    ``2 t_df.sf(|diff + shift| / se)``. The oracle knows the true standard deviation of
+    ``diff`` (its spread over the data sets) and rejects where ``|diff + shift| > z_(1 -
+    alpha/2) sd`` (as ``bench_calibration.py``'s). An effect that varies from sample to sample
+    would add test-sample variance, which the test estimates and the oracle would know too."""
+    from bench_calibration import _rate
+    from scipy import stats as sps
+
+    moved = np.asarray(diff, np.float64) + shift
+    se = np.asarray(se, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(se > 0, 2.0 * sps.t.sf(np.abs(moved) / se, df),
+                     np.where(moved != 0.0, 0.0, 1.0))
+    sd = float(np.std(diff, ddof=1))
+    return _rate(p < alpha), _rate(np.abs(moved) > sps.norm.isf(alpha / 2.0) * sd)
 
 
 def table(rows: list[dict]) -> str:
@@ -342,7 +373,7 @@ def table(rows: list[dict]) -> str:
         rates = [" / ".join(f"{c[s, m]['fpr']:.3f}" for s in SETUPS) for m in METRICS]
         lines.append(f"| {size} | {herds} | {str(resplit).lower()} | {null} | {n} | "
                      + " | ".join(rates) + " |")
-    lines += ["", *pooled(rows)]
+    lines += ["", *pooled(rows), "", *power_table(rows)]
     lines += ["", "| size | herds | resplit | pair | accuracy | box R² | class MAP@R | box MAP@R |",
               "|---" * 8 + "|"]
     for (size, herds, resplit), a in agree.items():
@@ -350,6 +381,40 @@ def table(rows: list[dict]) -> str:
             lines.append(f"| {size} | {herds} | {str(resplit).lower()} | {pair} | "
                          + " | ".join(f"{a[pair, m]:.2f}" for m in METRICS) + " |")
     return "\n".join(lines)
+
+
+def power_table(rows: list[dict]) -> list[str]:
+    """Power / oracle power per configuration, null and setup for the planted shift
+    (:func:`shifted_power`), and the ratio of their sums per (size, resplit, null)."""
+    cells: dict[tuple, dict] = {}
+    for r in rows:
+        if "power" in r:
+            cells.setdefault((r.get("size", "demo"), r["clustering"], r["resplit"], r["null"],
+                              r["setup"]), {})[r["metric"]] = r
+    if not cells:
+        return []
+    shift = next(iter(next(iter(cells.values())).values()))["shift"]
+    lines = [f"| size | herds | resplit | null | setup | data sets | power / oracle at +{shift}: "
+             "accuracy | box R² | class MAP@R | box MAP@R |", "|---" * 10 + "|"]
+    ratio: dict[tuple, list[float]] = {}
+    for (size, herds, resplit, null, setup), c in cells.items():
+        n = min(v["n_datasets"] for v in c.values())
+        lines.append(f"| {size} | {herds} | {str(resplit).lower()} | {null} | {setup} | {n} | "
+                     + " | ".join(f"{c[m]['power']:.2f} / {c[m]['oracle_power']:.2f}"
+                                  for m in METRICS) + " |")
+        for m in METRICS:
+            acc = ratio.setdefault((size, resplit, null, m), [0.0, 0.0])
+            acc[0] += c[m]["power"] * c[m]["n_datasets"]
+            acc[1] += c[m]["oracle_power"] * c[m]["n_datasets"]
+    lines += ["", "| size | resplit | null | power / oracle power (pooled): accuracy | box R² | "
+              "class MAP@R | box MAP@R |", "|---" * 7 + "|"]
+    def share(test: float, oracle: float) -> str:
+        return f"{test / oracle:.2f}" if oracle > 0 else "–"
+
+    for size, resplit, null in dict.fromkeys(k[:3] for k in ratio):
+        lines.append(f"| {size} | {str(resplit).lower()} | {null} | " + " | ".join(
+            share(*ratio[size, resplit, null, m]) for m in METRICS) + " |")
+    return lines
 
 
 def pooled(rows: list[dict]) -> list[str]:

@@ -213,6 +213,39 @@ def test_seed_part_by_hand():
         2 * sigma2 / 2)
 
 
+def test_twin_contrasts_by_hand():
+    """Twins (1, 3, 8) of one sample: column 0 is twin 0 - twin 1 = -2; column 1 is the mean
+    of twins 0-1 (2) minus twin 2 (8), -6, times sqrt(2·2/3): -6.928. Twins of equal variance
+    s² give columns of variance 2 s² (that of twin 0 - twin 1), uncorrelated."""
+    c = stats.twin_contrasts(np.array([[1.0, 3.0, 8.0]]))
+    assert c == pytest.approx(np.array([[-2.0, -6.0 * np.sqrt(4.0 / 3.0)]]))
+    x = np.random.default_rng(0).standard_normal((200_000, 4)) * 0.5
+    c = stats.twin_contrasts(x)
+    assert c.var(axis=0) == pytest.approx(np.full(3, 2 * 0.25), rel=0.02)
+    assert np.abs(np.corrcoef(c.T) - np.eye(3)).max() < 0.01
+    with pytest.raises(ValueError, match="twins >= 2"):
+        stats.twin_contrasts(np.ones((3, 1)))
+
+
+def test_seed_part_averages_every_twin_contrast():
+    """Three twins a side: each unit's deltas have two columns, the first as in
+    test_seed_part_by_hand ((.2, .2, 0, 0) and (-.2, 0, 0, 0): .1² - .08/16 = .005 and
+    .05² - .04/16 = 0), the second (0, 0, .4, 0) and (.1, .1, .1, .1): .1² - .16/16 = 0 and
+    .1² - .04/16 = .0075. The four mean .003125, halved: sigma²_c = .0015625 per twin; two
+    sides of 3 twins, J = 2 units: V_seed = 2 · .0015625 / 3 / 2 = .00052083."""
+    d = np.array([0.4, 0.2, -0.1, -0.1])
+    units = _two_units_four_samples(d)
+    deltas = [np.array([[0.2, 0.0], [0.2, 0.0], [0.0, 0.4], [0.0, 0.0]]),
+              np.array([[-0.2, 0.1], [0.0, 0.1], [0.0, 0.1], [0.0, 0.1]])]
+    noise = (stats.SeedNoise(deltas, 3), stats.SeedNoise(deltas, 3))
+    r = stats.compare([d, d], units, seed_noise=noise)
+    assert r.var_seed == pytest.approx(2 * 0.0015625 / 3 / 2)
+    # the first column alone is twin 0 - twin 1's measure: (.005 + 0) / 2 / 2 = .00125 a twin
+    first = [x[:, 0] for x in deltas]
+    r1 = stats.compare([d, d], units, seed_noise=(stats.SeedNoise(first, 3),) * 2)
+    assert r1.var_seed == pytest.approx(2 * 0.00125 / 3 / 2)
+
+
 def test_seed_part_of_the_difference_by_hand():
     """Twins paired by seed: B's twin differences are half of A's (two setups started alike
     move together), so the difference's are half of A's too: (.1, .1, 0, 0), (-.1, 0, 0, 0).

@@ -126,7 +126,8 @@ def unit_memberships(split: pd.DataFrame) -> dict[Unit, np.ndarray]:
 @dataclass(frozen=True)
 class _Side:
     """One side of a comparison on every unit: the mean terms over its twins, aligned by sample
-    id, and the twin-0 minus twin-1 differences (None with a single twin)."""
+    id, and the twins' contrasts (``[n, T - 1]``, column 0 twin 0 - twin 1; None with a single
+    twin: :func:`tgmatl.evaluation.stats.twin_contrasts`)."""
 
     ids: dict[Unit, np.ndarray]
     mean: dict[Unit, np.ndarray]
@@ -137,6 +138,8 @@ class _Side:
 def _side(df: pd.DataFrame, metric: str, features: Sequence[str],
           twins: Sequence[int] | None = None) -> _Side:
     """``twins``: the twins this side averages (default: all the cell has)."""
+    from tgmatl.evaluation import stats
+
     v = df[["repeat", "fold", "twin", "sample_id"]].assign(v=arm_terms(df, metric, features))
     if twins is not None:
         v = v[v["twin"].isin(list(twins))]
@@ -149,7 +152,7 @@ def _side(df: pd.DataFrame, metric: str, features: Sequence[str],
         values = part.to_numpy(float)
         mean[key] = values.mean(axis=1)
         if len(cols) >= 2:
-            delta[key] = values[:, 0] - values[:, 1]
+            delta[key] = stats.twin_contrasts(values)
     return _Side(ids, mean, delta if len(cols) >= 2 else None, len(cols))
 
 
@@ -170,8 +173,8 @@ def compare(preds: dict[Cell, pd.DataFrame], a: Cell, b: Cell, metric: str,
     """
     from tgmatl.evaluation import stats
 
-    # every twin of a cell once (the A/A control's two sides are one cell): its twin 0 -
-    # twin 1 measures the seed noise of any side drawn from it
+    # every twin of a cell once (the A/A control's two sides are one cell): its twins'
+    # contrasts measure the seed noise of any side drawn from it
     whole_a = _side(preds[a], metric, features)
     whole_b = whole_a if b == a else _side(preds[b], metric, features)
     sa = whole_a if twins_a is None else _side(preds[a], metric, features, twins_a)

@@ -149,16 +149,16 @@ def compare_arms(data: Arms, a: int, b: int, *, alpha: float = 0.05,
                  twins_b: list[int] | None = None) -> stats.PairedComparison:
     """Arm ``a`` against arm ``b`` through :func:`tgmatl.evaluation.stats.compare` as the
     report passes two setups (:func:`tgmatl.evaluation.comparisons.compare`): twin means
-    differenced, the seed noise from the difference's twin 0 - twin 1 (twins paired by seed);
-    with ``twins_a`` / ``twins_b`` (an A/A control of twin 0 against twin 1) each side's
-    apart, from its arm's twin 0 - twin 1."""
+    differenced, the seed noise from the difference's twin contrasts (twins paired by seed;
+    :func:`tgmatl.evaluation.stats.twin_contrasts`); with ``twins_a`` / ``twins_b`` (an A/A
+    control of twin 0 against twin 1) each side's apart, from its arm's twin contrasts."""
     diffs, deltas_a, deltas_b = [], [], []
     ta = twins_a if twins_a is not None else list(range(data.terms[0].shape[1]))
     tb = twins_b if twins_b is not None else list(range(data.terms[0].shape[1]))
     for t in data.terms:
         diffs.append(t[a, ta].mean(axis=0) - t[b, tb].mean(axis=0))
-        deltas_a.append(t[a, 0] - t[a, 1])
-        deltas_b.append(t[b, 0] - t[b, 1])
+        deltas_a.append(stats.twin_contrasts(t[a].T))
+        deltas_b.append(stats.twin_contrasts(t[b].T))
     noise: stats.SeedNoise | tuple[stats.SeedNoise, stats.SeedNoise]
     if twins_a is None and twins_b is None:
         noise = stats.SeedNoise.of_difference(deltas_a, deltas_b, len(ta))

@@ -32,8 +32,11 @@ Methods (``compare(..., method=...)``):
   correlate 0.74 on accuracy, 0.87 on class MAP@R, 0.95 on box R²), so the difference carries
   a fraction of each side's seed noise, and summing the sides' would overstate ``V_seed`` and,
   worse, take too much out of ``V_train``. Unbiased for any correlation, 0 included:
-  ``V_seed = sigma²_c / T / J`` (``T``: twins averaged). Sides measured apart (the A/A
-  control's twin 0 against twin 1 of one setup): ``V_seed = sum_sides sigma²_c / T_side / J``.
+  ``V_seed = sigma²_c / T / J`` (``T``: twins averaged). With ``T > 2`` twins each of the
+  ``T - 1`` uncorrelated twin contrasts (:func:`twin_contrasts`; the first is twin 0 - twin 1)
+  measures ``sigma²_c`` and their estimates are averaged, not twin 0 - twin 1's alone. Sides
+  measured apart (the A/A control's twin 0 against twin 1 of one setup): ``V_seed =
+  sum_sides sigma²_c / T_side / J``.
 - ``V_train``, the training-set part: to first order a unit's training set moves ``D_u`` by
   ``(1/m) sum_{j in train_u} h_j`` (``h_j``: sample ``j``'s influence), so ``diff`` carries
   ``sum_j v_j h_j`` with ``v_j = sum_{u trains on j} 1 / (J m_u)``. Where the folds keep scenes
@@ -109,7 +112,9 @@ class SeedNoise:
     twin 1 on unit ``u``'s test samples (the order of ``diffs[u]``), of one side or of the
     difference itself (A's minus B's, twins paired by seed), and ``twins``: how many twins the
     compared terms average (1: a single twin, as in an A/A control of twin 0 against
-    twin 1)."""
+    twin 1). With more than two twins ``deltas[u]`` may be ``[n, T - 1]``: the columns are
+    uncorrelated contrasts of the twins, each with the variance of twin 0 - twin 1
+    (:func:`twin_contrasts`), and the seed part averages them all."""
 
     deltas: Sequence[np.ndarray]
     twins: int
@@ -167,6 +172,21 @@ class PairedComparison:
         """The smallest true difference this comparison detects with ``power`` at its two-sided
         ``alpha`` (same standard error and df)."""
         return minimum_detectable_effect(self.se, self.df, self.alpha, power)
+
+
+def twin_contrasts(values: np.ndarray) -> np.ndarray:
+    """``[n, T]`` per-sample terms of ``T >= 2`` seed twins -> ``[n, T - 1]`` Helmert
+    contrasts scaled like twin 0 - twin 1: column ``j - 1`` is ``(x_j - mean(x_0 .. x_{j-1}))
+    · sqrt(2j / (j + 1))`` with the sign that makes column 0 exactly ``x_0 - x_1``. For twins
+    of equal variance ``s²`` each column has variance ``2 s²`` and the columns are
+    uncorrelated, so ``T - 1`` of them measure the seed noise where twin 0 - twin 1 alone
+    measures it once."""
+    x = np.asarray(values, np.float64)
+    if x.ndim != 2 or x.shape[1] < 2:
+        raise ValueError(f"values: need [n, twins >= 2], got shape {x.shape}")
+    j = np.arange(1, x.shape[1])
+    prior = np.cumsum(x, axis=1)[:, :-1] / j  # mean of twins 0 .. j-1
+    return (prior - x[:, 1:]) * np.sqrt(2.0 * j / (j + 1.0))
 
 
 def _one_sided(excess: float, se: float, df: float) -> float:
@@ -380,15 +400,18 @@ def _coherent_seed_variance(sn: SeedNoise, d: list[np.ndarray], units: Sequence[
     vals = []
     for u, (delta, x) in enumerate(zip(sn.deltas, d, strict=True)):
         delta = np.asarray(delta, np.float64)
-        if delta.shape != x.shape:
+        if delta.ndim == 1:
+            delta = delta[:, None]
+        if delta.ndim != 2 or delta.shape[0] != x.shape[0]:
             raise ValueError(f"seed_noise.deltas[{u}]: shape {delta.shape}, diffs {x.shape}")
-        ok = ~np.isnan(delta)
-        n = int(ok.sum())
-        if n == 0:
-            continue
-        g = _group_index(np.asarray(units[u].test_ids)[ok], groups)
-        flips = np.sum(np.bincount(g, weights=delta[ok]) ** 2) / n**2
-        vals.append(np.mean(delta[ok]) ** 2 - flips)
+        for column in delta.T:  # each contrast measures the seed noise once
+            ok = ~np.isnan(column)
+            n = int(ok.sum())
+            if n == 0:
+                continue
+            g = _group_index(np.asarray(units[u].test_ids)[ok], groups)
+            flips = np.sum(np.bincount(g, weights=column[ok]) ** 2) / n**2
+            vals.append(np.mean(column[ok]) ** 2 - flips)
     return max(float(np.mean(vals)) / 2.0, 0.0) if vals else 0.0
 
 

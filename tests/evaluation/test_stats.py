@@ -339,3 +339,21 @@ def test_small_calibration_through_the_report_code():
     assert np.mean(np.array(p_sym) < 0.05) <= 0.1
     assert np.mean(np.array(p_control) < 0.05) <= 0.1
     assert np.mean(np.array(p_naive) < 0.05) >= 0.3  # the units' own spread: far too small
+
+
+@pytest.mark.parametrize("resplit", [False, True])
+def test_a_location_shift_moves_only_the_difference(resplit):
+    """What benchmarks/bench_calibration_pipeline.py's power rests on: raising every term of
+    one side by 0.03 moves ``diff`` by 0.03 and leaves se and df as they were (every part is
+    built from deviations: samples from the mean, folds from each other, twin from twin)."""
+    from tgmatl.evaluation.simulate import Design, compare_arms, simulate_arms
+
+    data = simulate_arms(Design(kind="binary", resplit=resplit), 3)
+    base = compare_arms(data, 1, 0)
+    for t in data.terms:
+        t[1] += 0.03
+    moved = compare_arms(data, 1, 0)
+    assert moved.diff == pytest.approx(base.diff + 0.03)
+    assert moved.se == pytest.approx(base.se, rel=1e-12)
+    assert moved.df == pytest.approx(base.df, rel=1e-12)
+    assert moved.resplit_bound == resplit

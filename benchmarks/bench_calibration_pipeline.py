@@ -383,6 +383,13 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _add(table: dict[tuple, list], key: tuple, k: float, n: float) -> None:
+    """Add ``(k, n)`` to ``table[key]``'s running pair (counts pooled over cells)."""
+    c = table.setdefault(key, [0, 0])
+    c[0] += k
+    c[1] += n
+
+
 def power_table(rows: list[dict]) -> list[str]:
     """Power / oracle power per configuration, null and setup for the planted shift
     (:func:`shifted_power`), and the ratio of their sums per (size, resplit, null)."""
@@ -393,7 +400,7 @@ def power_table(rows: list[dict]) -> list[str]:
                               r["setup"]), {})[r["metric"]] = r
     if not cells:
         return []
-    shift = next(iter(next(iter(cells.values())).values()))["shift"]
+    shift = next(r["shift"] for r in rows if "power" in r)
     lines = [f"| size | herds | resplit | null | setup | data sets | power / oracle at +{shift}: "
              "accuracy | box R² | class MAP@R | box MAP@R |", "|---" * 10 + "|"]
     ratio: dict[tuple, list[float]] = {}
@@ -402,12 +409,12 @@ def power_table(rows: list[dict]) -> list[str]:
         lines.append(f"| {size} | {herds} | {str(resplit).lower()} | {null} | {setup} | {n} | "
                      + " | ".join(f"{c[m]['power']:.2f} / {c[m]['oracle_power']:.2f}"
                                   for m in METRICS) + " |")
-        for m in METRICS:
-            acc = ratio.setdefault((size, resplit, null, m), [0.0, 0.0])
-            acc[0] += c[m]["power"] * c[m]["n_datasets"]
-            acc[1] += c[m]["oracle_power"] * c[m]["n_datasets"]
+        for m in METRICS:  # rejections of the test and of the oracle, summed over the cells
+            _add(ratio, (size, resplit, null, m), c[m]["power"] * c[m]["n_datasets"],
+                 c[m]["oracle_power"] * c[m]["n_datasets"])
     lines += ["", "| size | resplit | null | power / oracle power (pooled): accuracy | box R² | "
               "class MAP@R | box MAP@R |", "|---" * 7 + "|"]
+
     def share(test: float, oracle: float) -> str:
         return f"{test / oracle:.2f}" if oracle > 0 else "–"
 
@@ -422,22 +429,16 @@ def pooled(rows: list[dict]) -> list[str]:
     metric: single cells of a few dozen data sets cannot be told from 0.05 one by one."""
     count: dict[tuple, list[int]] = {}
     floors: dict[tuple, list[int]] = {}
-
-    def add(table: dict[tuple, list[int]], key: tuple, k: int, n: int) -> None:
-        c = table.setdefault(key, [0, 0])
-        c[0] += k
-        c[1] += n
-
     for r in rows:
         if r["null"] == "seed_agreement":
             continue
         cell = (r.get("size", "demo"), r["resplit"])
         k, n = round(r["fpr"] * r["n_datasets"]), r["n_datasets"]
         for kind, name in (("null", r["null"]), ("metric", r["metric"]), ("all", "")):
-            add(count, (*cell, kind, name), k, n)
+            _add(count, (*cell, kind, name), k, n)
         if "floored" in r:
-            add(floors, (*cell, "at the floor"), *r["floored"])
-            add(floors, (*cell, "above it"), *r["unfloored"])
+            _add(floors, (*cell, "at the floor"), *r["floored"])
+            _add(floors, (*cell, "above it"), *r["unfloored"])
     lines = ["| size | resplit | pooled over | rejections / tests | rate |", "|---" * 5 + "|"]
     order = {"null": 0, "metric": 1, "all": 2}
     for (size, resplit, kind, name), (k, n) in sorted(

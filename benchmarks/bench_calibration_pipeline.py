@@ -383,9 +383,9 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _add(table: dict[tuple, list], key: tuple, k: float, n: float) -> None:
-    """Add ``(k, n)`` to ``table[key]``'s running pair (counts pooled over cells)."""
-    c = table.setdefault(key, [0, 0])
+def _add(counts: dict[tuple, list], key: tuple, k: float, n: float) -> None:
+    """Add ``(k, n)`` to ``counts[key]``'s running pair (counts pooled over cells)."""
+    c = counts.setdefault(key, [0, 0])
     c[0] += k
     c[1] += n
 
